@@ -1,0 +1,1 @@
+"""Lambda handlers: parse, call eventstore, report partial batch failures. Nothing more."""

@@ -1,0 +1,54 @@
+"""The ingest consumer: an SQS batch of S3 notifications → one append → partial batch response.
+
+Each message is parsed alone; a malformed one is logged with its id and reason and named in
+`batchItemFailures`, so SQS retries it and finally dead-letters it. The parsed rest of the
+batch is appended in one transaction; if that fails the invocation raises, nothing is
+half-stored, and SQS delivers the whole batch again.
+"""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from consumers import runtime
+from eventstore.core.parsing import Delivery, parse_sqs_body
+from eventstore.errors import MalformedMessageError
+from eventstore.ingest import IngestSummary, append_deliveries
+
+logger = Logger(service=runtime.service_name())
+metrics = Metrics(namespace=runtime.metrics_namespace(), service=runtime.service_name())
+
+
+def _parse(record: SQSRecord) -> Delivery:
+    try:
+        return parse_sqs_body(record.body, message_id=record.message_id)
+    except MalformedMessageError as error:
+        logger.error(
+            "message rejected",
+            extra={"message_id": record.message_id, "reason": error.reason},
+        )
+        raise
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    processor = BatchProcessor(event_type=EventType.SQS)
+    records = event.get("Records") or []
+    with processor(records=records, handler=_parse, lambda_context=context):
+        results = processor.process()
+    summary = IngestSummary(failed=len(processor.fail_messages))
+    deliveries: list[Delivery] = [r[1] for r in results if r[0] == "success"]
+    for delivery in deliveries:
+        summary.add_delivery(delivery)
+    append_deliveries(
+        runtime.store(), deliveries, summary, correlation_id=getattr(context, "aws_request_id", None)
+    )
+    logger.info("batch stored", extra=summary.as_dict())
+    for name, value in summary.as_dict().items():
+        metrics.add_metric(name=f"Events{name.capitalize()}", unit=MetricUnit.Count, value=value)
+    return processor.response()

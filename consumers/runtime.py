@@ -1,0 +1,38 @@
+"""What a consumer container keeps between invocations: one store per database URL, opened
+on first use (never at import), and the Powertools defaults that need no environment."""
+
+import os
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from eventstore.store.sql import SqlEventStore
+
+SERVICE_DEFAULT = "s3-eventstore"
+NAMESPACE_DEFAULT = "S3EventStore"
+
+_stores: dict[str, "SqlEventStore"] = {}
+_lock = threading.Lock()
+
+
+def service_name(default: str = SERVICE_DEFAULT) -> str:
+    return os.environ.get("POWERTOOLS_SERVICE_NAME") or default
+
+
+def metrics_namespace() -> str:
+    return os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or NAMESPACE_DEFAULT
+
+
+def store() -> "SqlEventStore":
+    """The store for $EVENTSTORE_DB_URL, created once per container and per URL.
+
+    SQLAlchemy is imported here, on the first invocation, not when the module loads."""
+    from eventstore.store.sql import open_store
+
+    url = os.environ.get("EVENTSTORE_DB_URL", "")
+    with _lock:
+        existing = _stores.get(url)
+        if existing is None:
+            existing = open_store(url or None)
+            _stores[url] = existing
+        return existing

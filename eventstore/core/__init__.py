@@ -1,0 +1,1 @@
+"""The event model and its rules (parsing, identity, order, hashing, object state); no I/O."""

@@ -1,0 +1,107 @@
+"""The hash chain: hash(n) = SHA-256(hash(n-1) ‖ canonical(row n)), over every stored column."""
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from eventstore.core.events import NewEvent, StoredEvent
+from eventstore.core.timeutil import format_time
+
+GENESIS_HASH = "0" * 64
+
+
+def canonical_row(
+    position: int, event: NewEvent, record_json: str, recorded_at: datetime
+) -> bytes:
+    """The bytes that are hashed for one row: every stored column, in a fixed order."""
+    row = [
+        position,
+        event.event_id,
+        event.stream,
+        event.event_name,
+        format_time(event.event_time),
+        event.event_time.microsecond,
+        event.bucket,
+        event.key,
+        event.version_id,
+        event.sequencer,
+        event.size,
+        event.etag,
+        event.principal_id,
+        event.source_ip,
+        event.request_id,
+        event.region,
+        str(event.source),
+        event.causation_id,
+        event.correlation_id,
+        record_json,
+        format_time(recorded_at),
+        recorded_at.microsecond,
+    ]
+    return json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def chain_hash(
+    previous_hash: str, position: int, event: NewEvent, record_json: str, recorded_at: datetime
+) -> str:
+    digest = hashlib.sha256(previous_hash.encode("ascii"))
+    digest.update(canonical_row(position, event, record_json, recorded_at))
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """The outcome of checking the chain: intact, or the first position that does not hold."""
+
+    checked: int
+    head_position: int
+    first_bad_position: int | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad_position is None
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableRow:
+    """A stored row that could not even be read back as an event (a column was corrupted)."""
+
+    position: int
+    reason: str
+
+
+def verify_chain(events: Iterable[StoredEvent | UnreadableRow]) -> VerifyResult:
+    """Walk the log in position order; positions must run 1, 2, 3… and every hash must hold."""
+    previous_hash = GENESIS_HASH
+    expected_position = 1
+    checked = 0
+    for stored in events:
+        if isinstance(stored, UnreadableRow):
+            bad = min(stored.position, expected_position)
+            return VerifyResult(checked, stored.position, bad, stored.reason)
+        if stored.position != expected_position:
+            bad = min(stored.position, expected_position)
+            return VerifyResult(
+                checked,
+                stored.position,
+                bad,
+                f"expected position {expected_position}, found {stored.position}"
+                " (a row was deleted, inserted or renumbered)",
+            )
+        expected = chain_hash(
+            previous_hash, stored.position, stored.event, stored.record_json, stored.recorded_at
+        )
+        if expected != stored.hash:
+            return VerifyResult(
+                checked,
+                stored.position,
+                stored.position,
+                "hash does not match the row's contents and its predecessor",
+            )
+        previous_hash = stored.hash
+        expected_position += 1
+        checked += 1
+    return VerifyResult(checked, expected_position - 1)

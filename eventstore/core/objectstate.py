@@ -1,0 +1,118 @@
+"""What an object is, folded from its events: the rules of the object catalog, with no I/O.
+
+Every version of a key is a last-writer-wins register ordered by S3's sequencer (event time
+when there is none), so a DELETE delivered before the PUT it followed still wins. The
+current version is the live version created last; deleting it makes the previous one
+current again, and deleting a non-current version leaves the object as it was. Events that
+do not change existence (tagging, ACL, restore, replication, tiering) are ignored here.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from eventstore.core.events import Effect, NewEvent
+from eventstore.core.ordering import OrderKey
+
+NULL_VERSION = "null"  # S3's own name for the version of an object in an unversioned bucket
+
+
+@dataclass(slots=True)
+class VersionState:
+    """One version of a key: whether it exists, and what it is."""
+
+    version_id: str | None
+    exists: bool
+    delete_marker: bool
+    size: int | None
+    etag: str | None
+    last: OrderKey  # the latest event applied to this version
+    created: OrderKey | None  # the create that made it exist; orders versions against each other
+
+    @property
+    def slot(self) -> str:
+        return self.version_id or NULL_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    """The current state of one key, as the object catalog shows it."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    size: int | None
+    etag: str | None
+    sequencer: str | None
+    last_event_name: str
+    last_event_time: datetime
+    deleted: bool
+    last_position: int
+
+
+@dataclass(slots=True)
+class ObjectState:
+    """All that is known of one key: its versions and its latest state-changing event."""
+
+    bucket: str
+    key: str
+    versions: dict[str, VersionState] = field(default_factory=dict)
+    last_event_name: str | None = None
+    last_event_version: str | None = None
+    last_order: OrderKey | None = None
+
+    def apply(self, event: NewEvent, position: int) -> set[str]:
+        """Fold one event in; return the version slots it changed (empty when ignored)."""
+        effect = event.effect
+        if effect is Effect.NONE:
+            return set()
+        order = OrderKey(event.sequencer, event.event_time, position)
+        slot = event.version_id or NULL_VERSION
+        changed: set[str] = set()
+        version = self.versions.get(slot)
+        if version is None or order.is_after(version.last):
+            exists = effect is not Effect.REMOVE
+            if version is None:
+                version = VersionState(event.version_id, exists, False, None, None, order, None)
+                self.versions[slot] = version
+            version.exists = exists
+            version.last = order
+            if exists:
+                version.delete_marker = effect is Effect.DELETE_MARKER
+                version.size = None if version.delete_marker else event.size
+                version.etag = None if version.delete_marker else event.etag
+                version.created = order
+            changed.add(slot)
+        if order.is_after(self.last_order):
+            self.last_order = order
+            self.last_event_name = event.event_name
+            self.last_event_version = event.version_id
+            changed.add("")  # the key-level summary changed
+        return changed
+
+    def current_version(self) -> VersionState | None:
+        current: VersionState | None = None
+        for version in self.versions.values():
+            if not version.exists or version.created is None:
+                continue
+            if current is None or current.created is None or version.created.is_after(current.created):
+                current = version
+        return current
+
+    def entry(self) -> CatalogEntry | None:
+        """The catalog row for this key; None until a state-changing event was seen."""
+        if self.last_order is None or self.last_event_name is None:
+            return None
+        current = self.current_version()
+        deleted = current is None or current.delete_marker
+        return CatalogEntry(
+            bucket=self.bucket,
+            key=self.key,
+            version_id=current.version_id if current is not None else self.last_event_version,
+            size=None if deleted or current is None else current.size,
+            etag=None if deleted or current is None else current.etag,
+            sequencer=self.last_order.sequencer,
+            last_event_name=self.last_event_name,
+            last_event_time=self.last_order.event_time,
+            deleted=deleted,
+            last_position=self.last_order.position,
+        )

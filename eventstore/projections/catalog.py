@@ -1,0 +1,154 @@
+"""The object catalog: the current state of every key, kept by the rules in core.objectstate."""
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from eventstore.core.events import Effect, StoredEvent
+from eventstore.core.objectstate import ObjectState, VersionState
+from eventstore.core.ordering import OrderKey
+from eventstore.store.schema import object_catalog, object_versions
+
+_CHUNK = 400  # (bucket, key) pairs per IN clause: well under SQLite's variable limit
+
+Key = tuple[str, str]
+
+
+class ObjectCatalogProjection:
+    """Current state per (bucket, key), last writer wins by sequencer."""
+
+    name = "object_catalog"
+    version = 1
+
+    def apply(self, connection: Connection, events: Sequence[StoredEvent]) -> None:
+        relevant = [s for s in events if s.event.effect is not Effect.NONE]
+        if not relevant:
+            return
+        keys = {(s.event.bucket, s.event.key) for s in relevant}
+        states = load_states(connection, keys)
+        for stored in relevant:
+            event = stored.event
+            state = states.setdefault(
+                (event.bucket, event.key), ObjectState(event.bucket, event.key)
+            )
+            state.apply(event, stored.position)
+        save_states(connection, states.values())
+
+    def reset(self, connection: Connection) -> None:
+        connection.execute(sa.delete(object_versions))
+        connection.execute(sa.delete(object_catalog))
+
+
+def _chunks(keys: Iterable[Key]) -> Iterable[list[Key]]:
+    batch: list[Key] = []
+    for key in keys:
+        batch.append(key)
+        if len(batch) == _CHUNK:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def load_states(connection: Connection, keys: Iterable[Key]) -> dict[Key, ObjectState]:
+    states: dict[Key, ObjectState] = {}
+    versions: dict[Key, list[Any]] = defaultdict(list)
+    for chunk in _chunks(keys):
+        version_rows = connection.execute(
+            sa.select(object_versions).where(
+                sa.tuple_(object_versions.c.bucket, object_versions.c.key).in_(chunk)
+            )
+        )
+        for row in version_rows:
+            versions[(row.bucket, row.key)].append(row)
+        catalog_rows = connection.execute(
+            sa.select(object_catalog).where(
+                sa.tuple_(object_catalog.c.bucket, object_catalog.c.key).in_(chunk)
+            )
+        )
+        for row in catalog_rows:
+            state = ObjectState(row.bucket, row.key)
+            state.last_event_name = row.last_event_name
+            state.last_event_version = row.last_event_version_id
+            state.last_order = OrderKey(row.sequencer, row.last_event_time, row.last_position)
+            states[(row.bucket, row.key)] = state
+    for key, rows in versions.items():
+        state = states.setdefault(key, ObjectState(*key))
+        for row in rows:
+            created = None
+            if row.created_time is not None:
+                created = OrderKey(row.created_sequencer, row.created_time, row.created_position)
+            state.versions[row.slot] = VersionState(
+                version_id=row.version_id,
+                exists=row.exists,
+                delete_marker=row.delete_marker,
+                size=row.size,
+                etag=row.etag,
+                last=OrderKey(row.last_sequencer, row.last_time, row.last_position),
+                created=created,
+            )
+    return states
+
+
+def save_states(connection: Connection, states: Iterable[ObjectState]) -> None:
+    """Replace the stored rows of these keys with their folded state."""
+    states = list(states)
+    keys = [(s.bucket, s.key) for s in states]
+    for chunk in _chunks(keys):
+        connection.execute(
+            sa.delete(object_versions).where(
+                sa.tuple_(object_versions.c.bucket, object_versions.c.key).in_(chunk)
+            )
+        )
+        connection.execute(
+            sa.delete(object_catalog).where(
+                sa.tuple_(object_catalog.c.bucket, object_catalog.c.key).in_(chunk)
+            )
+        )
+    version_rows = [
+        {
+            "bucket": state.bucket,
+            "key": state.key,
+            "slot": slot,
+            "version_id": v.version_id,
+            "exists": v.exists,
+            "delete_marker": v.delete_marker,
+            "size": v.size,
+            "etag": v.etag,
+            "last_sequencer": v.last.sequencer,
+            "last_time": v.last.event_time,
+            "last_position": v.last.position,
+            "created_sequencer": v.created.sequencer if v.created else None,
+            "created_time": v.created.event_time if v.created else None,
+            "created_position": v.created.position if v.created else None,
+        }
+        for state in states
+        for slot, v in state.versions.items()
+    ]
+    catalog_rows = []
+    for state in states:
+        entry = state.entry()
+        if entry is None:
+            continue
+        catalog_rows.append(
+            {
+                "bucket": entry.bucket,
+                "key": entry.key,
+                "version_id": entry.version_id,
+                "size": entry.size,
+                "etag": entry.etag,
+                "sequencer": entry.sequencer,
+                "last_event_name": entry.last_event_name,
+                "last_event_time": entry.last_event_time,
+                "last_event_version_id": state.last_event_version,
+                "last_position": entry.last_position,
+                "deleted": entry.deleted,
+            }
+        )
+    if version_rows:
+        connection.execute(sa.insert(object_versions), version_rows)
+    if catalog_rows:
+        connection.execute(sa.insert(object_catalog), catalog_rows)

@@ -1,0 +1,140 @@
+"""Engines and schema: turning a database URL into a ready SQLAlchemy engine.
+
+SQLite runs in WAL mode with `BEGIN IMMEDIATE` for writers, so concurrent appenders queue on
+the database lock rather than failing on upgrade from a read lock. PostgreSQL gets a pool fit
+for Lambda (one connection per container, checked before use).
+"""
+
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+from eventstore.errors import ConfigurationError, SchemaNotReadyError
+from eventstore.store.schema import SCHEMA_REVISION
+
+ENV_URL = "EVENTSTORE_DB_URL"
+DEFAULT_FILE = "eventstore.db"
+WRITE = "eventstore_write"  # execution option: this connection's transactions will write
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The URL to use: the argument, else $EVENTSTORE_DB_URL, else a SQLite file here."""
+    chosen = url or os.environ.get(ENV_URL)
+    if chosen:
+        return chosen
+    return f"sqlite:///{Path.cwd() / DEFAULT_FILE}"
+
+
+def parse_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigurationError(
+            f"not a database URL: {url!r} (try sqlite:///path/to/file.db or "
+            "postgresql+psycopg://user:pass@host/db)"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigurationError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    if backend == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def create_engine(url: str, *, pool: str | None = None) -> Engine:
+    """An engine for `url`, configured for this library. Makes no connection."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    return _postgres_engine(parsed, pool or os.environ.get("EVENTSTORE_DB_POOL"))
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        folder = Path(database).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise ConfigurationError(f"folder of the SQLite file does not exist: {folder}")
+    engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # transactions are begun below, explicitly
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = "IMMEDIATE" if connection.get_execution_options().get(WRITE) else "DEFERRED"
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _postgres_engine(url: URL, pool: str | None) -> Engine:
+    options: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "connect_args": {"connect_timeout": 10},
+    }
+    if pool == "null":
+        options["poolclass"] = sa.pool.NullPool  # e.g. behind RDS Proxy, which pools for us
+    else:
+        # One Lambda container handles one invocation at a time: one connection is enough.
+        options.update(pool_size=1, max_overflow=0, pool_recycle=300)
+    try:
+        return sa.create_engine(url, **options)
+    except NoSuchModuleError:
+        raise ConfigurationError(
+            "PostgreSQL needs psycopg: pip install 's3-eventstore[postgres]'"
+        ) from None
+
+
+def current_revision(connection: Connection) -> str | None:
+    if not sa.inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def upgrade_schema(engine: Engine) -> str:
+    """Apply every migration (Alembic); return the revision the database is now at."""
+    from alembic import command  # imported here: the hot ingest path never needs Alembic
+    from alembic.config import Config
+
+    import migrations
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection = connection.execution_options(**{WRITE: True})
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+        connection.commit()
+        return current_revision(connection) or ""
+
+
+def ensure_schema(engine: Engine, *, auto_upgrade_sqlite: bool = True) -> None:
+    """Check the schema is current. An empty or older SQLite file is upgraded on the spot;
+    any other database must be upgraded by `eventstore db upgrade`."""
+    try:
+        with engine.connect() as connection:
+            revision = current_revision(connection)
+    except OperationalError as error:
+        raise ConfigurationError(f"cannot open the database: {error.orig}") from None
+    if revision == SCHEMA_REVISION:
+        return
+    if engine.dialect.name == "sqlite" and auto_upgrade_sqlite:
+        upgrade_schema(engine)
+        return
+    found = f"revision {revision}" if revision else "no schema"
+    raise SchemaNotReadyError(
+        f"the database has {found}, this code needs {SCHEMA_REVISION}: run `eventstore db upgrade`"
+    )

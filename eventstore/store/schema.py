@@ -1,0 +1,127 @@
+"""The tables, as SQLAlchemy Core metadata. Alembic migrations create them; this module
+only describes them for queries (and for the test that the two agree)."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+# The migration that matches this metadata; the store refuses an older database.
+SCHEMA_REVISION = "20261123_0001"
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out; SQLite stores them naive (in UTC), PostgreSQL as timestamptz."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# Keys compare bytewise ("C" collation on PostgreSQL) so prefix ranges use the index.
+KeyText = sa.Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
+Position = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("position", Position, primary_key=True, autoincrement=False),
+    sa.Column("event_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("stream", KeyText, nullable=False),
+    sa.Column("event_name", KeyText, nullable=False),
+    sa.Column("event_time", UTCDateTime(), nullable=False),
+    sa.Column("bucket", KeyText, nullable=False),
+    sa.Column("key", KeyText, nullable=False),
+    sa.Column("version_id", sa.Text(), nullable=True),
+    sa.Column("sequencer", sa.String(64), nullable=True),
+    sa.Column("size", sa.BigInteger(), nullable=True),
+    sa.Column("etag", sa.Text(), nullable=True),
+    sa.Column("principal_id", sa.Text(), nullable=True),
+    sa.Column("source_ip", sa.Text(), nullable=True),
+    sa.Column("request_id", sa.Text(), nullable=True),
+    sa.Column("region", sa.Text(), nullable=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("causation_id", sa.Text(), nullable=True),
+    sa.Column("correlation_id", sa.Text(), nullable=True),
+    sa.Column("record", sa.Text(), nullable=False),
+    sa.Column("recorded_at", UTCDateTime(), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index(None, "bucket", "key", "position"),
+    sa.Index(None, "bucket", "event_time"),
+    sa.Index(None, "event_time"),
+    sa.Index(None, "principal_id", "event_time"),
+)
+
+object_versions = sa.Table(
+    "object_versions",
+    metadata,
+    sa.Column("bucket", KeyText, primary_key=True),
+    sa.Column("key", KeyText, primary_key=True),
+    sa.Column("slot", sa.Text(), primary_key=True),  # version id, or "null" when there is none
+    sa.Column("version_id", sa.Text(), nullable=True),
+    sa.Column("exists", sa.Boolean(), nullable=False),
+    sa.Column("delete_marker", sa.Boolean(), nullable=False),
+    sa.Column("size", sa.BigInteger(), nullable=True),
+    sa.Column("etag", sa.Text(), nullable=True),
+    sa.Column("last_sequencer", sa.String(64), nullable=True),
+    sa.Column("last_time", UTCDateTime(), nullable=False),
+    sa.Column("last_position", Position, nullable=False),
+    sa.Column("created_sequencer", sa.String(64), nullable=True),
+    sa.Column("created_time", UTCDateTime(), nullable=True),
+    sa.Column("created_position", Position, nullable=True),
+)
+
+object_catalog = sa.Table(
+    "object_catalog",
+    metadata,
+    sa.Column("bucket", KeyText, primary_key=True),
+    sa.Column("key", KeyText, primary_key=True),
+    sa.Column("version_id", sa.Text(), nullable=True),
+    sa.Column("size", sa.BigInteger(), nullable=True),
+    sa.Column("etag", sa.Text(), nullable=True),
+    sa.Column("sequencer", sa.String(64), nullable=True),
+    sa.Column("last_event_name", sa.Text(), nullable=False),
+    sa.Column("last_event_time", UTCDateTime(), nullable=False),
+    sa.Column("last_event_version_id", sa.Text(), nullable=True),
+    sa.Column("last_position", Position, nullable=False),
+    sa.Column("deleted", sa.Boolean(), nullable=False),
+)
+
+projection_checkpoints = sa.Table(
+    "projection_checkpoints",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("position", Position, nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("error_position", Position, nullable=True),
+)

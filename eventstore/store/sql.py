@@ -1,0 +1,390 @@
+"""The event log in SQL (SQLite or PostgreSQL) through SQLAlchemy Core.
+
+Appends are serialised: SQLite's `BEGIN IMMEDIATE` and, on PostgreSQL, a transaction-scoped
+advisory lock taken before the head of the log is read. Positions are therefore handed out
+in commit order, with no gaps: a reader that has seen position n has seen every position
+below it, and the hash chain can link each row to the one committed before it. The lock is
+held only for the append and the inline projections (milliseconds), and is released by
+COMMIT or ROLLBACK, so a crashed writer cannot leave it behind.
+"""
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from eventstore.core.events import NewEvent, Source, StoredEvent
+from eventstore.core.hashing import (
+    GENESIS_HASH,
+    UnreadableRow,
+    VerifyResult,
+    chain_hash,
+    verify_chain,
+)
+from eventstore.core.objectstate import CatalogEntry, ObjectState
+from eventstore.core.ordering import sort_events_of_one_key
+from eventstore.errors import StorageError
+from eventstore.projections.base import Projection
+from eventstore.projections.catalog import ObjectCatalogProjection
+from eventstore.store.base import AppendResult, EventQuery, prefix_upper_bound
+from eventstore.store.database import WRITE, create_engine, ensure_schema, resolve_url
+from eventstore.store.schema import events, object_catalog, projection_checkpoints
+
+APPEND_LOCK_ID = 0x5E7E_0001  # the advisory lock that serialises appends on PostgreSQL
+_PAGE = 1000
+_ID_CHUNK = 500
+
+
+class SqlEventStore:
+    """The event log and its inline projections on one SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine, *, projections: Sequence[Projection] | None = None) -> None:
+        self.engine = engine
+        self.projections: tuple[Projection, ...] = (
+            tuple(projections) if projections is not None else (ObjectCatalogProjection(),)
+        )
+
+    # -- writing ------------------------------------------------------------------------
+
+    def append(
+        self, new_events: Sequence[NewEvent], *, correlation_id: str | None = None
+    ) -> AppendResult:
+        """Store the events not already in the log, in one transaction, and fold them into
+        the inline projections in that same transaction."""
+        unique: dict[str, NewEvent] = {}
+        for event in new_events:
+            unique.setdefault(event.event_id, event)
+        in_batch_duplicates = len(new_events) - len(unique)
+        try:
+            with self._write() as connection:
+                if connection.dialect.name == "postgresql":
+                    connection.execute(sa.text("SET LOCAL lock_timeout = '15s'"))
+                    connection.execute(sa.text("SET LOCAL statement_timeout = '60s'"))
+                    connection.execute(
+                        sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK_ID))
+                    )
+                known = self._known_ids(connection, list(unique))
+                fresh = [e for event_id, e in unique.items() if event_id not in known]
+                stored = self._insert(connection, fresh, correlation_id)
+                if stored:
+                    self._project(connection, stored)
+        except DBAPIError as error:
+            raise StorageError(f"append failed, nothing was stored: {error.orig}") from error
+        return AppendResult(tuple(stored), in_batch_duplicates + len(unique) - len(fresh))
+
+    def _write(self) -> Any:
+        return _WriteTransaction(self.engine)
+
+    @staticmethod
+    def _known_ids(connection: Connection, event_ids: list[str]) -> set[str]:
+        known: set[str] = set()
+        for start in range(0, len(event_ids), _ID_CHUNK):
+            chunk = event_ids[start : start + _ID_CHUNK]
+            known.update(
+                connection.execute(
+                    sa.select(events.c.event_id).where(events.c.event_id.in_(chunk))
+                ).scalars()
+            )
+        return known
+
+    @staticmethod
+    def _insert(
+        connection: Connection, fresh: list[NewEvent], correlation_id: str | None
+    ) -> list[StoredEvent]:
+        if not fresh:
+            return []
+        head = connection.execute(
+            sa.select(events.c.position, events.c.hash).order_by(events.c.position.desc()).limit(1)
+        ).first()
+        position, previous_hash = (head.position, head.hash) if head else (0, GENESIS_HASH)
+        recorded_at = datetime.now(UTC)
+        stored: list[StoredEvent] = []
+        rows: list[dict[str, Any]] = []
+        for event in fresh:
+            if correlation_id is not None and event.correlation_id is None:
+                event = replace(event, correlation_id=correlation_id)
+            position += 1
+            record_json = json.dumps(event.record, ensure_ascii=False, separators=(",", ":"))
+            digest = chain_hash(previous_hash, position, event, record_json, recorded_at)
+            previous_hash = digest
+            stored.append(StoredEvent(position, event, record_json, recorded_at, digest))
+            rows.append(_row_of(position, event, record_json, recorded_at, digest))
+        connection.execute(sa.insert(events), rows)
+        return stored
+
+    def _project(self, connection: Connection, stored: list[StoredEvent]) -> None:
+        now = datetime.now(UTC)
+        head = stored[-1].position
+        for projection in self.projections:
+            projection.apply(connection, stored)
+            updated = connection.execute(
+                sa.update(projection_checkpoints)
+                .where(projection_checkpoints.c.name == projection.name)
+                .values(position=head, updated_at=now)
+            )
+            if updated.rowcount == 0:
+                connection.execute(
+                    sa.insert(projection_checkpoints).values(
+                        name=projection.name, version=projection.version, position=head,
+                        updated_at=now,
+                    )
+                )
+
+    def rebuild_projections(self) -> int:
+        """Empty every inline projection and fold the whole log into it again; return the
+        number of events folded."""
+        count = 0
+        with self._write() as connection:
+            for projection in self.projections:
+                projection.reset(connection)
+                connection.execute(
+                    sa.delete(projection_checkpoints).where(
+                        projection_checkpoints.c.name == projection.name
+                    )
+                )
+            batch: list[StoredEvent] = []
+            for stored in self._read(connection, after=0, limit=None):
+                batch.append(stored)
+                if len(batch) == _PAGE:
+                    self._project(connection, batch)
+                    count += len(batch)
+                    batch = []
+            if batch:
+                self._project(connection, batch)
+                count += len(batch)
+        return count
+
+    # -- reading --------------------------------------------------------------------------
+
+    def head_position(self) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(sa.select(sa.func.max(events.c.position))).scalar() or 0)
+
+    def read(self, *, after: int = 0, limit: int | None = None) -> Iterator[StoredEvent]:
+        """Events in position order after `after`, read page by page."""
+        with self.engine.connect() as connection:
+            yield from self._read(connection, after=after, limit=limit)
+
+    def _read(self, connection: Connection, *, after: int, limit: int | None) -> Iterator[StoredEvent]:
+        remaining = limit
+        while remaining is None or remaining > 0:
+            page = _PAGE if remaining is None else min(_PAGE, remaining)
+            rows = connection.execute(
+                sa.select(events).where(events.c.position > after)
+                .order_by(events.c.position).limit(page)
+            ).all()
+            for row in rows:
+                yield _stored_of(row)
+            if len(rows) < page:
+                return
+            after = rows[-1].position
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def history(self, bucket: str, key: str) -> list[StoredEvent]:
+        """Every event of one object, in S3's order (sequencer, then event time)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(events)
+                .where(events.c.bucket == bucket, events.c.key == key)
+                .order_by(events.c.position)
+            ).all()
+        return sort_events_of_one_key([_stored_of(r) for r in rows], lambda s: s.order_key)
+
+    def select_events(self, query: EventQuery) -> list[StoredEvent]:
+        """The audit query: events matching every filter, in position order."""
+        statement = sa.select(events).where(*_event_filters(query)).order_by(events.c.position)
+        if query.limit is not None:
+            statement = statement.limit(query.limit)
+        with self.engine.connect() as connection:
+            return [_stored_of(r) for r in connection.execute(statement)]
+
+    def objects(
+        self, *, bucket: str | None = None, prefix: str | None = None, include_deleted: bool = False
+    ) -> list[CatalogEntry]:
+        """The object catalog now."""
+        conditions = _key_filters(object_catalog.c.bucket, object_catalog.c.key, bucket, prefix)
+        if not include_deleted:
+            conditions.append(object_catalog.c.deleted.is_(False))
+        statement = (
+            sa.select(object_catalog)
+            .where(*conditions)
+            .order_by(object_catalog.c.bucket, object_catalog.c.key)
+        )
+        with self.engine.connect() as connection:
+            return [
+                CatalogEntry(
+                    bucket=r.bucket, key=r.key, version_id=r.version_id, size=r.size, etag=r.etag,
+                    sequencer=r.sequencer, last_event_name=r.last_event_name,
+                    last_event_time=r.last_event_time, deleted=r.deleted,
+                    last_position=r.last_position,
+                )
+                for r in connection.execute(statement)
+            ]
+
+    def objects_as_of(
+        self,
+        when: datetime,
+        *,
+        bucket: str | None = None,
+        prefix: str | None = None,
+        include_deleted: bool = False,
+    ) -> list[CatalogEntry]:
+        """The object catalog as it stood at `when`: the log folded up to that event time."""
+        conditions = _key_filters(events.c.bucket, events.c.key, bucket, prefix)
+        conditions.append(events.c.event_time <= when)
+        states: dict[tuple[str, str], ObjectState] = {}
+        with self.engine.connect() as connection:
+            rows = connection.execution_options(yield_per=_PAGE).execute(
+                sa.select(events).where(*conditions).order_by(events.c.position)
+            )
+            for row in rows:
+                stored = _stored_of(row)
+                event = stored.event
+                state = states.setdefault((event.bucket, event.key), ObjectState(event.bucket, event.key))
+                state.apply(event, stored.position)
+        entries = [e for e in (s.entry() for s in states.values()) if e is not None]
+        return sorted(
+            (e for e in entries if include_deleted or not e.deleted), key=lambda e: (e.bucket, e.key)
+        )
+
+    def verify(self) -> VerifyResult:
+        """Recompute the hash chain over every stored column of every row."""
+        with self.engine.connect() as connection:
+            rows = connection.execution_options(yield_per=_PAGE).execute(
+                sa.select(events).order_by(events.c.position)
+            )
+            return verify_chain(_checked_rows(rows))
+
+
+class _WriteTransaction:
+    """A connection with a write transaction open (BEGIN IMMEDIATE on SQLite)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._connection = engine.connect().execution_options(**{WRITE: True})
+        self._transaction = self._connection.begin()
+
+    def __enter__(self) -> Connection:
+        return self._connection
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None:
+                self._transaction.commit()
+            else:
+                self._transaction.rollback()
+        finally:
+            self._connection.close()
+
+
+def open_store(url: str | None = None, *, auto_upgrade_sqlite: bool = True) -> SqlEventStore:
+    """A store on `url` (or $EVENTSTORE_DB_URL, or ./eventstore.db) with its schema checked."""
+    engine = create_engine(resolve_url(url))
+    ensure_schema(engine, auto_upgrade_sqlite=auto_upgrade_sqlite)
+    return SqlEventStore(engine)
+
+
+def _row_of(
+    position: int, event: NewEvent, record_json: str, recorded_at: datetime, digest: str
+) -> dict[str, Any]:
+    return {
+        "position": position,
+        "event_id": event.event_id,
+        "stream": event.stream,
+        "event_name": event.event_name,
+        "event_time": event.event_time,
+        "bucket": event.bucket,
+        "key": event.key,
+        "version_id": event.version_id,
+        "sequencer": event.sequencer,
+        "size": event.size,
+        "etag": event.etag,
+        "principal_id": event.principal_id,
+        "source_ip": event.source_ip,
+        "request_id": event.request_id,
+        "region": event.region,
+        "source": str(event.source),
+        "causation_id": event.causation_id,
+        "correlation_id": event.correlation_id,
+        "record": record_json,
+        "recorded_at": recorded_at,
+        "hash": digest,
+    }
+
+
+def _stored_of(row: Any) -> StoredEvent:
+    event = NewEvent(
+        event_id=row.event_id,
+        event_name=row.event_name,
+        event_time=row.event_time,
+        bucket=row.bucket,
+        key=row.key,
+        version_id=row.version_id,
+        sequencer=row.sequencer,
+        size=row.size,
+        etag=row.etag,
+        principal_id=row.principal_id,
+        source_ip=row.source_ip,
+        request_id=row.request_id,
+        region=row.region,
+        source=Source(row.source),
+        record=json.loads(row.record),
+        causation_id=row.causation_id,
+        correlation_id=row.correlation_id,
+    )
+    return StoredEvent(row.position, event, row.record, row.recorded_at, row.hash)
+
+
+def _checked_rows(rows: Any) -> Iterator[StoredEvent | UnreadableRow]:
+    for row in rows:
+        try:
+            stored = _stored_of(row)
+        except (ValueError, TypeError) as error:
+            yield UnreadableRow(row.position, f"row cannot be read back: {error}")
+            return
+        if row.stream != stored.event.stream:
+            yield UnreadableRow(row.position, "stream column does not match bucket and key")
+            return
+        yield stored
+
+
+def _key_filters(
+    bucket_column: Any, key_column: Any, bucket: str | None, prefix: str | None
+) -> list[Any]:
+    conditions: list[Any] = []
+    if bucket is not None:
+        conditions.append(bucket_column == bucket)
+    if prefix:
+        conditions.append(key_column >= prefix)
+        upper = prefix_upper_bound(prefix)
+        if upper is not None:
+            conditions.append(key_column < upper)
+    return conditions
+
+
+def _event_filters(query: EventQuery) -> list[Any]:
+    conditions = _key_filters(events.c.bucket, events.c.key, query.bucket, query.prefix)
+    if query.since is not None:
+        conditions.append(events.c.event_time >= query.since)
+    if query.until is not None:
+        conditions.append(events.c.event_time < query.until)
+    if query.principal is not None:
+        conditions.append(events.c.principal_id == query.principal)
+    alternatives: list[Any] = []
+    for pattern in query.types:
+        name = pattern[3:] if pattern.startswith("s3:") else pattern
+        if name.endswith("*"):
+            stem = name[:-1]
+            upper = prefix_upper_bound(stem) if stem else None
+            clause = events.c.event_name >= stem
+            alternatives.append(sa.and_(clause, events.c.event_name < upper) if upper else clause)
+        else:
+            alternatives.append(events.c.event_name == name)
+    if alternatives:
+        conditions.append(sa.or_(*alternatives))
+    return conditions
