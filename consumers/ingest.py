@@ -3,9 +3,11 @@
 Each message is parsed alone; a malformed one is logged with its id and reason and named in
 `batchItemFailures`, so SQS retries it and finally dead-letters it. The parsed rest of the
 batch is appended in one transaction; if that fails the invocation raises, nothing is
-half-stored, and SQS delivers the whole batch again.
+half-stored, and SQS delivers the whole batch again. Then projections catch up for part of
+the remaining time; their failures are recorded on their checkpoints, not on the batch.
 """
 
+import time
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -51,4 +53,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.info("batch stored", extra=summary.as_dict())
     for name, value in summary.as_dict().items():
         metrics.add_metric(name=f"Events{name.capitalize()}", unit=MetricUnit.Count, value=value)
+    _catch_up(context)
     return processor.response()
+
+
+def _catch_up(context: LambdaContext) -> None:
+    budget = runtime.catch_up_seconds(context.get_remaining_time_in_millis())
+    for report in runtime.runner().catch_up(deadline=time.monotonic() + budget):
+        if report.error:
+            logger.error("projection failed", extra={"projection": report.name, "error": report.error})
+            metrics.add_metric(name="ProjectionFailures", unit=MetricUnit.Count, value=1)

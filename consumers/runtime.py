@@ -6,12 +6,14 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from eventstore.projections.runner import ProjectionRunner
     from eventstore.store.sql import SqlEventStore
 
 SERVICE_DEFAULT = "s3-eventstore"
 NAMESPACE_DEFAULT = "S3EventStore"
 
 _stores: dict[str, "SqlEventStore"] = {}
+_runners: dict[str, "ProjectionRunner"] = {}
 _lock = threading.Lock()
 
 
@@ -36,3 +38,26 @@ def store() -> "SqlEventStore":
             existing = open_store(url or None)
             _stores[url] = existing
         return existing
+
+
+def runner() -> "ProjectionRunner":
+    """The projection runner over store(), created once per container."""
+    from eventstore.projections.runner import ProjectionRunner
+
+    url = os.environ.get("EVENTSTORE_DB_URL", "")
+    current = store()
+    with _lock:
+        existing = _runners.get(url)
+        if existing is None or existing.store is not current:
+            existing = ProjectionRunner(current)
+            _runners[url] = existing
+        return existing
+
+
+CATCH_UP_SHARE = 0.5  # of the invocation's remaining time, at most
+CATCH_UP_RESERVE_MS = 3000  # always left for returning the batch response
+
+
+def catch_up_seconds(remaining_ms: int) -> float:
+    """How long projections may catch up in this invocation, from the time Lambda has left."""
+    return max(0.0, min(remaining_ms * CATCH_UP_SHARE, remaining_ms - CATCH_UP_RESERVE_MS)) / 1000

@@ -4,10 +4,12 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from eventstore.core.parsing import envelopes_of_file
-from eventstore.core.timeutil import parse_option_time
+from eventstore.core.timeutil import format_time, parse_option_time
 from eventstore.errors import ConfigurationError, EventStoreError
 from eventstore.ingest import IngestSummary, append_deliveries, parse_all
 from eventstore.output import (
@@ -22,7 +24,11 @@ from eventstore.output import (
 )
 from eventstore.store.base import EventQuery
 from eventstore.store.database import create_engine, resolve_url, upgrade_schema
+from eventstore.progress import Progress
 from eventstore.store.sql import SqlEventStore, open_store
+
+if TYPE_CHECKING:
+    from eventstore.projections.runner import ProjectionRunner
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -80,6 +86,45 @@ def build_parser() -> argparse.ArgumentParser:
     _add_format(verify)
     verify.set_defaults(run=cmd_verify)
 
+    projections = commands.add_parser("projections", help="registered projections")
+    actions = projections.add_subparsers(dest="projections_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="every registered projection")
+    _add_format(listing)
+    listing.set_defaults(run=cmd_projections_list)
+    status = actions.add_parser("status", help="checkpoint, lag and state of each projection")
+    _add_format(status)
+    status.set_defaults(run=cmd_projections_status)
+    catch_up = actions.add_parser("catch-up", help="bring every projection to the head now")
+    catch_up.set_defaults(run=cmd_projections_catch_up)
+    rebuild = actions.add_parser("rebuild", help="rebuild into shadow tables and swap in")
+    rebuild.add_argument("name", nargs="?", help="projection to rebuild")
+    rebuild.add_argument("--all", action="store_true", help="rebuild every projection")
+    rebuild.add_argument(
+        "--dry-run", action="store_true",
+        help="build aside and report row counts and differences against the live tables",
+    )  # fmt: skip
+    rebuild.set_defaults(run=cmd_projections_rebuild)
+    show = actions.add_parser("show", help="the rows of a projection's first table")
+    show.add_argument("name")
+    show.add_argument("--limit", type=_positive_int, default=1000)
+    _add_format(show)
+    show.set_defaults(run=cmd_projections_show)
+
+    replay = commands.add_parser("replay", help="rebuild or back-fill from history")
+    replay.add_argument(
+        "--from", dest="source", required=True, choices=sorted(REPLAY_SOURCES),
+        help="log: rebuild projections from the log; archive / s3 / sqs: back-fill the log",
+    )  # fmt: skip
+    replay.add_argument("target", nargs="?", help="s3://bucket/prefix/ or a queue URL")
+    replay.add_argument("--projection", action="append", default=[], metavar="NAME",
+                        help="with --from log: the projection(s) to rebuild (default: all)")
+    replay.add_argument("--bucket")
+    replay.add_argument("--prefix")
+    replay.add_argument("--since", metavar="TIME")
+    replay.add_argument("--until", metavar="TIME")
+    replay.add_argument("--type", action="append", default=[], metavar="NAME")
+    replay.set_defaults(run=cmd_replay)
+
     return parser
 
 
@@ -124,6 +169,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     for name, text in texts:
         deliveries = parse_all(envelopes_of_file(text, name=name), summary)
         append_deliveries(store, deliveries, summary, correlation_id=f"cli:{name}")
+    from eventstore.projections.runner import ProjectionRunner
+
+    for report in ProjectionRunner(store).catch_up():
+        if report.error:
+            print(f"eventstore: projection {report.name} failed: {report.error}", file=sys.stderr)
     for failure in summary.failures:
         print(f"eventstore: failed message {failure.message_id}: {failure.reason}", file=sys.stderr)
     print(json.dumps(summary.as_dict()))
@@ -195,6 +245,123 @@ def cmd_verify(args: argparse.Namespace) -> int:
         }
         print(json.dumps(report if args.format != "json" else [report]))
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _runner(args: argparse.Namespace) -> "ProjectionRunner":
+    from eventstore.projections.runner import ProjectionRunner
+
+    return ProjectionRunner(_store(args))
+
+
+def cmd_projections_list(args: argparse.Namespace) -> int:
+    rows = [
+        {"name": p.name, "version": p.effective_version, "inline": p.inline,
+         "tables": ", ".join(t.name for t in p.tables), "description": p.description}
+        for p in _runner(args).projections
+    ]  # fmt: skip
+    render(rows, ("name", "version", "inline", "tables", "description"), args.format, sys.stdout)
+    return EXIT_OK
+
+
+def cmd_projections_status(args: argparse.Namespace) -> int:
+    rows = [
+        {"name": s.name, "state": s.state, "code_version": s.code_version,
+         "live_version": s.live_version, "position": s.position, "head": s.head, "lag": s.lag,
+         "rebuild_position": s.rebuild_position, "error_position": s.error_position,
+         "last_error": s.last_error, "filter": s.live_filter}
+        for s in _runner(args).status()
+    ]  # fmt: skip
+    fields = (
+        "name", "state", "code_version", "live_version", "position", "head", "lag",
+        "rebuild_position", "error_position", "last_error", "filter",
+    )  # fmt: skip
+    render(rows, fields, args.format, sys.stdout, table_fields=fields[:-1])
+    return EXIT_OK
+
+
+def cmd_projections_catch_up(args: argparse.Namespace) -> int:
+    runner = _runner(args)
+    progress = Progress("catch-up", runner.store.head_position())
+    reports = runner.catch_up(progress=progress)
+    failed = [r for r in reports if r.error]
+    progress.close(f"{len(reports)} projections, {len(failed)} failed")
+    for report in failed:
+        print(f"eventstore: projection {report.name} failed: {report.error}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_projections_rebuild(args: argparse.Namespace) -> int:
+    runner = _runner(args)
+    if args.all == bool(args.name):
+        raise ConfigurationError("name one projection, or give --all")
+    names = [p.name for p in runner.projections] if args.all else [args.name]
+    return _rebuild(runner, names, EventQuery(), dry_run=args.dry_run)
+
+
+def _rebuild(runner: "ProjectionRunner", names: list[str], query: EventQuery, *, dry_run: bool) -> int:
+    head = runner.store.head_position()
+    if dry_run:
+        report = []
+        for name in names:
+            progress = Progress(f"dry run {name}", head)
+            diffs = runner.dry_run(name, event_filter=query, progress=progress)
+            progress.close()
+            report.append({"projection": name, "tables": [
+                {"table": d.table, "live_rows": d.live_rows, "rebuilt_rows": d.rebuilt_rows,
+                 "only_live": d.only_live, "only_rebuilt": d.only_rebuilt,
+                 "samples_only_live": [_json_safe(r) for r in d.samples_only_live],
+                 "samples_only_rebuilt": [_json_safe(r) for r in d.samples_only_rebuilt]}
+                for d in diffs]})  # fmt: skip
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    progress = Progress("rebuild", head * len(names))
+    reports = runner.rebuild(names, event_filter=query, progress=progress)
+    failed = [r for r in reports if r.error]
+    progress.close(
+        f"{sum(r.swapped for r in reports)} swapped in, {len(failed)} failed"
+    )
+    for report in failed:
+        print(f"eventstore: projection {report.name} failed: {report.error}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _json_safe(row: dict[str, object]) -> dict[str, object]:
+    return {k: (format_time(v) if isinstance(v, datetime) else v) for k, v in row.items()}
+
+
+def cmd_projections_show(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    runner = _runner(args)
+    projection = runner.get(args.name)
+    table = projection.tables[0]
+    with runner.store.engine.connect() as connection:
+        if not sa.inspect(connection).has_table(table.name):
+            raise ConfigurationError(f"projection {args.name} is not built yet: see `projections status`")
+        rows = [dict(r) for r in connection.execute(sa.select(table).limit(args.limit)).mappings()]
+    render(rows, [c.name for c in table.columns], args.format, sys.stdout)
+    return EXIT_OK
+
+
+def replay_from_log(args: argparse.Namespace) -> int:
+    """Rebuild projections from the log, optionally from a filtered part of it only."""
+    runner = _runner(args)
+    names = args.projection or [p.name for p in runner.projections]
+    query = EventQuery(
+        bucket=args.bucket,
+        prefix=args.prefix,
+        since=parse_option_time(args.since, "--since") if args.since else None,
+        until=parse_option_time(args.until, "--until") if args.until else None,
+        types=tuple(args.type),
+    )
+    return _rebuild(runner, names, query, dry_run=False)
+
+
+REPLAY_SOURCES: dict[str, Callable[[argparse.Namespace], int]] = {"log": replay_from_log}
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    return REPLAY_SOURCES[args.source](args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 from eventstore.core.events import Effect, StoredEvent
 from eventstore.core.objectstate import ObjectState, VersionState
 from eventstore.core.ordering import OrderKey
+from eventstore.projections.base import Projection, ProjectionContext
 from eventstore.store.schema import object_catalog, object_versions
 
 _CHUNK = 400  # (bucket, key) pairs per IN clause: well under SQLite's variable limit
@@ -17,29 +18,29 @@ _CHUNK = 400  # (bucket, key) pairs per IN clause: well under SQLite's variable 
 Key = tuple[str, str]
 
 
-class ObjectCatalogProjection:
+class ObjectCatalogProjection(Projection):
     """Current state per (bucket, key), last writer wins by sequencer."""
 
     name = "object_catalog"
     version = 1
+    description = "current state of every key: version, size, etag, deleted, last event"
+    tables = (object_catalog, object_versions)
+    inline = True
 
-    def apply(self, connection: Connection, events: Sequence[StoredEvent]) -> None:
+    def apply(self, context: ProjectionContext, events: Sequence[StoredEvent]) -> None:
         relevant = [s for s in events if s.event.effect is not Effect.NONE]
         if not relevant:
             return
+        catalog, versions = context.table("object_catalog"), context.table("object_versions")
         keys = {(s.event.bucket, s.event.key) for s in relevant}
-        states = load_states(connection, keys)
+        states = load_states(context.connection, catalog, versions, keys)
         for stored in relevant:
             event = stored.event
             state = states.setdefault(
                 (event.bucket, event.key), ObjectState(event.bucket, event.key)
             )
             state.apply(event, stored.position)
-        save_states(connection, states.values())
-
-    def reset(self, connection: Connection) -> None:
-        connection.execute(sa.delete(object_versions))
-        connection.execute(sa.delete(object_catalog))
+        save_states(context.connection, catalog, versions, states.values())
 
 
 def _chunks(keys: Iterable[Key]) -> Iterable[list[Key]]:
@@ -53,21 +54,19 @@ def _chunks(keys: Iterable[Key]) -> Iterable[list[Key]]:
         yield batch
 
 
-def load_states(connection: Connection, keys: Iterable[Key]) -> dict[Key, ObjectState]:
+def load_states(
+    connection: Connection, catalog: sa.Table, versions: sa.Table, keys: Iterable[Key]
+) -> dict[Key, ObjectState]:
     states: dict[Key, ObjectState] = {}
-    versions: dict[Key, list[Any]] = defaultdict(list)
+    version_rows: dict[Key, list[Any]] = defaultdict(list)
     for chunk in _chunks(keys):
-        version_rows = connection.execute(
-            sa.select(object_versions).where(
-                sa.tuple_(object_versions.c.bucket, object_versions.c.key).in_(chunk)
-            )
+        rows = connection.execute(
+            sa.select(versions).where(sa.tuple_(versions.c.bucket, versions.c.key).in_(chunk))
         )
-        for row in version_rows:
-            versions[(row.bucket, row.key)].append(row)
+        for row in rows:
+            version_rows[(row.bucket, row.key)].append(row)
         catalog_rows = connection.execute(
-            sa.select(object_catalog).where(
-                sa.tuple_(object_catalog.c.bucket, object_catalog.c.key).in_(chunk)
-            )
+            sa.select(catalog).where(sa.tuple_(catalog.c.bucket, catalog.c.key).in_(chunk))
         )
         for row in catalog_rows:
             state = ObjectState(row.bucket, row.key)
@@ -75,7 +74,7 @@ def load_states(connection: Connection, keys: Iterable[Key]) -> dict[Key, Object
             state.last_event_version = row.last_event_version_id
             state.last_order = OrderKey(row.sequencer, row.last_event_time, row.last_position)
             states[(row.bucket, row.key)] = state
-    for key, rows in versions.items():
+    for key, rows in version_rows.items():
         state = states.setdefault(key, ObjectState(*key))
         for row in rows:
             created = None
@@ -93,20 +92,17 @@ def load_states(connection: Connection, keys: Iterable[Key]) -> dict[Key, Object
     return states
 
 
-def save_states(connection: Connection, states: Iterable[ObjectState]) -> None:
+def save_states(
+    connection: Connection, catalog: sa.Table, versions: sa.Table, states: Iterable[ObjectState]
+) -> None:
     """Replace the stored rows of these keys with their folded state."""
     states = list(states)
-    keys = [(s.bucket, s.key) for s in states]
-    for chunk in _chunks(keys):
+    for chunk in _chunks((s.bucket, s.key) for s in states):
         connection.execute(
-            sa.delete(object_versions).where(
-                sa.tuple_(object_versions.c.bucket, object_versions.c.key).in_(chunk)
-            )
+            sa.delete(versions).where(sa.tuple_(versions.c.bucket, versions.c.key).in_(chunk))
         )
         connection.execute(
-            sa.delete(object_catalog).where(
-                sa.tuple_(object_catalog.c.bucket, object_catalog.c.key).in_(chunk)
-            )
+            sa.delete(catalog).where(sa.tuple_(catalog.c.bucket, catalog.c.key).in_(chunk))
         )
     version_rows = [
         {
@@ -149,6 +145,6 @@ def save_states(connection: Connection, states: Iterable[ObjectState]) -> None:
             }
         )
     if version_rows:
-        connection.execute(sa.insert(object_versions), version_rows)
+        connection.execute(sa.insert(versions), version_rows)
     if catalog_rows:
-        connection.execute(sa.insert(object_catalog), catalog_rows)
+        connection.execute(sa.insert(catalog), catalog_rows)

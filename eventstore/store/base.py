@@ -1,13 +1,15 @@
 """What every event log offers, whatever holds it."""
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from eventstore.core.events import NewEvent, StoredEvent
 from eventstore.core.hashing import VerifyResult
 from eventstore.core.objectstate import CatalogEntry
+from eventstore.core.timeutil import format_time, parse_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,61 @@ class EventQuery:
     types: tuple[str, ...] = field(default_factory=tuple)
     principal: str | None = None
     limit: int | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not (
+            self.bucket or self.prefix or self.since or self.until or self.types or self.principal
+        )
+
+    def matches(self, event: NewEvent) -> bool:
+        """Whether one event passes every filter (the limit is not a filter)."""
+        if self.bucket is not None and event.bucket != self.bucket:
+            return False
+        if self.prefix and not event.key.startswith(self.prefix):
+            return False
+        if self.since is not None and event.event_time < self.since:
+            return False
+        if self.until is not None and event.event_time >= self.until:
+            return False
+        if self.principal is not None and event.principal_id != self.principal:
+            return False
+        return not self.types or any(type_matches(t, event.event_name) for t in self.types)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "bucket": self.bucket,
+                "prefix": self.prefix,
+                "since": format_time(self.since) if self.since else None,
+                "until": format_time(self.until) if self.until else None,
+                "types": list(self.types),
+                "principal": self.principal,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> "EventQuery":
+        if not text:
+            return cls()
+        data: dict[str, Any] = json.loads(text)
+        return cls(
+            bucket=data.get("bucket"),
+            prefix=data.get("prefix"),
+            since=parse_time(data["since"]) if data.get("since") else None,
+            until=parse_time(data["until"]) if data.get("until") else None,
+            types=tuple(data.get("types") or ()),
+            principal=data.get("principal"),
+        )
+
+
+def type_matches(pattern: str, event_name: str) -> bool:
+    """`ObjectCreated:Put` matches itself; `ObjectRemoved:*` every ObjectRemoved name."""
+    name = pattern[3:] if pattern.startswith("s3:") else pattern
+    if name.endswith("*"):
+        return event_name.startswith(name[:-1])
+    return event_name == name
 
 
 class EventLog(Protocol):

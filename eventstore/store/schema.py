@@ -9,17 +9,22 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
 # The migration that matches this metadata; the store refuses an older database.
-SCHEMA_REVISION = "20261123_0001"
+SCHEMA_REVISION = "20261124_0002"
 
-metadata = sa.MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# The event store's own tables: created and changed only by the Alembic migrations.
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+# Tables of projections other than the catalog: the projection runner creates them (as
+# shadow tables, swapped in when built), since projections come and go with code.
+projection_metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -124,4 +129,8 @@ projection_checkpoints = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("last_error", sa.Text(), nullable=True),
     sa.Column("error_position", Position, nullable=True),
+    sa.Column("live_filter", sa.Text(), nullable=True),
+    sa.Column("rebuild_version", sa.Integer(), nullable=True),
+    sa.Column("rebuild_position", Position, nullable=True),
+    sa.Column("rebuild_filter", sa.Text(), nullable=True),
 )

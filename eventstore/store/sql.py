@@ -9,6 +9,7 @@ COMMIT or ROLLBACK, so a crashed writer cannot leave it behind.
 """
 
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -29,11 +30,12 @@ from eventstore.core.hashing import (
 from eventstore.core.objectstate import CatalogEntry, ObjectState
 from eventstore.core.ordering import sort_events_of_one_key
 from eventstore.errors import StorageError
-from eventstore.projections.base import Projection
-from eventstore.projections.catalog import ObjectCatalogProjection
+from eventstore.projections.base import Projection, ProjectionContext
 from eventstore.store.base import AppendResult, EventQuery, prefix_upper_bound
 from eventstore.store.database import WRITE, create_engine, ensure_schema, resolve_url
 from eventstore.store.schema import events, object_catalog, projection_checkpoints
+
+logger = logging.getLogger(__name__)
 
 APPEND_LOCK_ID = 0x5E7E_0001  # the advisory lock that serialises appends on PostgreSQL
 _PAGE = 1000
@@ -45,9 +47,11 @@ class SqlEventStore:
 
     def __init__(self, engine: Engine, *, projections: Sequence[Projection] | None = None) -> None:
         self.engine = engine
-        self.projections: tuple[Projection, ...] = (
-            tuple(projections) if projections is not None else (ObjectCatalogProjection(),)
-        )
+        if projections is None:
+            from eventstore.projections.registry import load_projections
+
+            projections = load_projections()
+        self.projections: tuple[Projection, ...] = tuple(projections)
 
     # -- writing ------------------------------------------------------------------------
 
@@ -61,7 +65,7 @@ class SqlEventStore:
             unique.setdefault(event.event_id, event)
         in_batch_duplicates = len(new_events) - len(unique)
         try:
-            with self._write() as connection:
+            with self.write() as connection:
                 if connection.dialect.name == "postgresql":
                     connection.execute(sa.text("SET LOCAL lock_timeout = '15s'"))
                     connection.execute(sa.text("SET LOCAL statement_timeout = '60s'"))
@@ -72,12 +76,13 @@ class SqlEventStore:
                 fresh = [e for event_id, e in unique.items() if event_id not in known]
                 stored = self._insert(connection, fresh, correlation_id)
                 if stored:
-                    self._project(connection, stored)
+                    self._project_inline(connection, stored)
         except DBAPIError as error:
             raise StorageError(f"append failed, nothing was stored: {error.orig}") from error
         return AppendResult(tuple(stored), in_batch_duplicates + len(unique) - len(fresh))
 
-    def _write(self) -> Any:
+    def write(self) -> "_WriteTransaction":
+        """A connection in a write transaction: `with store.write() as connection: ...`."""
         return _WriteTransaction(self.engine)
 
     @staticmethod
@@ -117,47 +122,62 @@ class SqlEventStore:
         connection.execute(sa.insert(events), rows)
         return stored
 
-    def _project(self, connection: Connection, stored: list[StoredEvent]) -> None:
-        now = datetime.now(UTC)
-        head = stored[-1].position
-        for projection in self.projections:
-            projection.apply(connection, stored)
-            updated = connection.execute(
+    def _project_inline(self, connection: Connection, stored: list[StoredEvent]) -> None:
+        """Fold the new events into every inline projection that is live and caught up.
+
+        Each runs in a savepoint: a projection that raises is rolled back alone, its error
+        recorded on its checkpoint, and the append goes on; the runner retries it later. A
+        projection that is behind, rebuilding or re-versioned is left to the runner."""
+        inline = [p for p in self.projections if p.inline]
+        if not inline:
+            return
+        first = stored[0].position
+        rows = {
+            row.name: row
+            for row in connection.execute(
+                sa.select(projection_checkpoints).where(
+                    projection_checkpoints.c.name.in_([p.name for p in inline])
+                )
+            )
+        }
+        for projection in inline:
+            row = rows.get(projection.name)
+            if (
+                row is None
+                or row.version != projection.effective_version
+                or row.rebuild_version is not None
+                or row.last_error is not None
+                or row.position != first - 1
+            ):
+                continue
+            event_filter = EventQuery.from_json(row.live_filter)
+            chosen = [s for s in stored if event_filter.matches(s.event)]
+            values: dict[str, Any] = {"position": stored[-1].position, "updated_at": datetime.now(UTC)}
+            try:
+                with connection.begin_nested():
+                    projection.apply(
+                        ProjectionContext(connection, {t.name: t for t in projection.tables}), chosen
+                    )
+            except DBAPIError as error:
+                if error.connection_invalidated:
+                    raise
+                values = {"last_error": f"{type(error).__name__}: {error}"[:2000], "error_position": first}
+            except Exception as error:  # a projection's bug must not stop ingestion
+                logger.warning("inline projection %s failed: %s", projection.name, error)
+                values = {"last_error": f"{type(error).__name__}: {error}"[:2000], "error_position": first}
+            connection.execute(
                 sa.update(projection_checkpoints)
                 .where(projection_checkpoints.c.name == projection.name)
-                .values(position=head, updated_at=now)
+                .values(**values)
             )
-            if updated.rowcount == 0:
-                connection.execute(
-                    sa.insert(projection_checkpoints).values(
-                        name=projection.name, version=projection.version, position=head,
-                        updated_at=now,
-                    )
-                )
 
     def rebuild_projections(self) -> int:
-        """Empty every inline projection and fold the whole log into it again; return the
-        number of events folded."""
-        count = 0
-        with self._write() as connection:
-            for projection in self.projections:
-                projection.reset(connection)
-                connection.execute(
-                    sa.delete(projection_checkpoints).where(
-                        projection_checkpoints.c.name == projection.name
-                    )
-                )
-            batch: list[StoredEvent] = []
-            for stored in self._read(connection, after=0, limit=None):
-                batch.append(stored)
-                if len(batch) == _PAGE:
-                    self._project(connection, batch)
-                    count += len(batch)
-                    batch = []
-            if batch:
-                self._project(connection, batch)
-                count += len(batch)
-        return count
+        """Rebuild every projection from position 0 and swap it in; return events folded."""
+        from eventstore.projections.runner import ProjectionRunner
+
+        runner = ProjectionRunner(self)
+        reports = runner.rebuild([p.name for p in self.projections])
+        return max((r.applied for r in reports), default=0)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -168,9 +188,12 @@ class SqlEventStore:
     def read(self, *, after: int = 0, limit: int | None = None) -> Iterator[StoredEvent]:
         """Events in position order after `after`, read page by page."""
         with self.engine.connect() as connection:
-            yield from self._read(connection, after=after, limit=limit)
+            yield from self.read_in(connection, after=after, limit=limit)
 
-    def _read(self, connection: Connection, *, after: int, limit: int | None) -> Iterator[StoredEvent]:
+    def read_in(
+        self, connection: Connection, *, after: int, limit: int | None
+    ) -> Iterator[StoredEvent]:
+        """Events after `after` in position order, read through `connection` page by page."""
         remaining = limit
         while remaining is None or remaining > 0:
             page = _PAGE if remaining is None else min(_PAGE, remaining)

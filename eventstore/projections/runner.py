@@ -1,0 +1,507 @@
+"""Running projections: catch-up after appends, rebuilds into shadow tables, atomic swaps.
+
+Each step folds one chunk of events and moves the checkpoint in the same transaction. The
+checkpoint row is locked for the step (FOR UPDATE on PostgreSQL; SQLite serialises every
+writer), so two runners never apply the same chunk. A rebuild writes to shadow copies of the
+projection's tables (`<table>__rebuild`) and persists its own position, so it survives an
+interruption and resumes; once it reaches the head it takes the append lock, folds the last
+events and renames the shadow tables over the live ones in one transaction, so readers see
+the old projection or the new one, never half of one. A projection that raises stops at the
+failing event with the error recorded; other projections and ingestion carry on.
+"""
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
+from eventstore.core.events import StoredEvent
+from eventstore.errors import ConfigurationError, StorageError
+from eventstore.progress import Progress
+from eventstore.projections.base import Projection, ProjectionContext
+from eventstore.store.base import EventQuery
+from eventstore.store.schema import NAMING_CONVENTION, projection_checkpoints
+from eventstore.store.sql import APPEND_LOCK_ID, SqlEventStore
+
+logger = logging.getLogger(__name__)
+
+SHADOW_SUFFIX = "__rebuild"
+DRY_RUN_SUFFIX = "__dryrun"
+checkpoints = projection_checkpoints
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionStatus:
+    name: str
+    description: str
+    inline: bool
+    code_version: int
+    live_version: int | None
+    position: int
+    head: int
+    state: str  # new | live | behind | rebuilding | outdated | failed
+    rebuild_position: int | None
+    last_error: str | None
+    error_position: int | None
+    live_filter: str | None
+
+    @property
+    def lag(self) -> int:
+        if self.live_version is None or self.live_version != self.code_version:
+            return self.head
+        return self.head - self.position
+
+
+@dataclass(slots=True)
+class RunReport:
+    name: str
+    applied: int = 0
+    swapped: bool = False
+    caught_up: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TableDiff:
+    table: str
+    live_rows: int
+    rebuilt_rows: int
+    only_live: int
+    only_rebuilt: int
+    samples_only_live: tuple[dict[str, Any], ...]
+    samples_only_rebuilt: tuple[dict[str, Any], ...]
+
+
+def live_tables(projection: Projection) -> dict[str, sa.Table]:
+    return {table.name: table for table in projection.tables}
+
+
+_copies: dict[tuple[str, str, str], sa.Table] = {}
+
+
+def suffixed_tables(projection: Projection, suffix: str) -> dict[str, sa.Table]:
+    """Copies of the projection's tables named `<table><suffix>`, with their own index and
+    constraint names (the naming convention puts the table name in each)."""
+    tables: dict[str, sa.Table] = {}
+    for table in projection.tables:
+        cache_key = (projection.name, table.name, suffix)
+        copy = _copies.get(cache_key)
+        if copy is None:
+            target = sa.MetaData(naming_convention=NAMING_CONVENTION)
+            copy = table.to_metadata(target, name=table.name + suffix)
+            _copies[cache_key] = copy
+        tables[table.name] = copy
+    return tables
+
+
+class ProjectionRunner:
+    """Catches projections up with the log, and rebuilds them."""
+
+    def __init__(
+        self,
+        store: SqlEventStore,
+        projections: Sequence[Projection] | None = None,
+        *,
+        chunk: int = 1000,
+    ) -> None:
+        self.store = store
+        self.projections = tuple(projections if projections is not None else store.projections)
+        self.chunk = chunk
+
+    def get(self, name: str) -> Projection:
+        for projection in self.projections:
+            if projection.name == name:
+                return projection
+        known = ", ".join(p.name for p in self.projections)
+        raise ConfigurationError(f"no projection named {name!r} (known: {known})")
+
+    # -- status ---------------------------------------------------------------------------
+
+    def status(self) -> list[ProjectionStatus]:
+        head = self.store.head_position()
+        with self.store.engine.connect() as connection:
+            rows = {r.name: r for r in connection.execute(sa.select(checkpoints))}
+        result = []
+        for projection in self.projections:
+            row = rows.get(projection.name)
+            code = projection.effective_version
+            if row is None:
+                state, live_version, position = "new", None, 0
+            else:
+                live_version = row.version or None
+                position = row.position
+                if row.last_error:
+                    state = "failed"
+                elif row.rebuild_version is not None:
+                    state = "rebuilding"
+                elif row.version != code:
+                    state = "outdated"
+                else:
+                    state = "live" if position >= head else "behind"
+            result.append(
+                ProjectionStatus(
+                    name=projection.name,
+                    description=projection.description,
+                    inline=projection.inline,
+                    code_version=code,
+                    live_version=live_version,
+                    position=position,
+                    head=head,
+                    state=state,
+                    rebuild_position=row.rebuild_position if row is not None else None,
+                    last_error=row.last_error if row is not None else None,
+                    error_position=row.error_position if row is not None else None,
+                    live_filter=row.live_filter if row is not None else None,
+                )
+            )
+        return result
+
+    # -- catching up ----------------------------------------------------------------------
+
+    def catch_up(
+        self, *, deadline: float | None = None, progress: Progress | None = None
+    ) -> list[RunReport]:
+        """Bring every projection to the head, or as far as the deadline (time.monotonic())
+        allows. New and re-versioned projections are (re)built into shadow tables."""
+        reports = []
+        for projection in self.projections:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            reports.append(self._run(projection, deadline, progress))
+        return reports
+
+    def _run(
+        self, projection: Projection, deadline: float | None, progress: Progress | None
+    ) -> RunReport:
+        report = RunReport(projection.name)
+        try:
+            self._prepare(projection)
+            while deadline is None or time.monotonic() < deadline:
+                applied, done, error = self._step(projection)
+                report.applied += applied
+                if progress is not None and applied:
+                    progress.advance(applied)
+                if error is not None:
+                    report.error = error
+                    break
+                if done:
+                    report.caught_up = True
+                    report.swapped = done == "swapped"
+                    break
+        except DBAPIError as error:
+            raise StorageError(f"projection {projection.name}: {error.orig}") from error
+        return report
+
+    def _lock_row(self, connection: Connection, name: str) -> Any:
+        statement = sa.select(checkpoints).where(checkpoints.c.name == name)
+        if connection.dialect.name == "postgresql":
+            statement = statement.with_for_update()
+        return connection.execute(statement).first()
+
+    def _prepare(self, projection: Projection) -> None:
+        """Start a rebuild where the projection is new, re-versioned, or its shadow is gone."""
+        version = projection.effective_version
+        with self.store.write() as connection:
+            row = self._lock_row(connection, projection.name)
+            if row is None:
+                connection.execute(
+                    sa.insert(checkpoints).values(
+                        name=projection.name, version=0, position=0, updated_at=_now(),
+                        rebuild_version=version, rebuild_position=0,
+                    )
+                )  # fmt: skip
+                self._create_shadow(connection, projection)
+            elif row.rebuild_version is not None:
+                shadow_missing = not all(
+                    sa.inspect(connection).has_table(t.name)
+                    for t in suffixed_tables(projection, SHADOW_SUFFIX).values()
+                )
+                if row.rebuild_version != version or shadow_missing:
+                    self._restart_rebuild(connection, projection, row.rebuild_filter)
+            elif row.version != version:
+                self._restart_rebuild(connection, projection, row.live_filter)
+
+    def _create_shadow(self, connection: Connection, projection: Projection) -> None:
+        for table in suffixed_tables(projection, SHADOW_SUFFIX).values():
+            table.drop(connection, checkfirst=True)
+            table.create(connection)
+
+    def _restart_rebuild(
+        self, connection: Connection, projection: Projection, event_filter: str | None
+    ) -> None:
+        self._create_shadow(connection, projection)
+        connection.execute(
+            sa.update(checkpoints)
+            .where(checkpoints.c.name == projection.name)
+            .values(
+                rebuild_version=projection.effective_version, rebuild_position=0,
+                rebuild_filter=event_filter, last_error=None, error_position=None,
+                updated_at=_now(),
+            )
+        )  # fmt: skip
+
+    def _step(self, projection: Projection) -> tuple[int, str | None, str | None]:
+        """Fold one chunk. Returns (events applied, "caught-up"/"swapped"/None, error)."""
+        with self.store.write() as connection:
+            row = self._lock_row(connection, projection.name)
+            if row is None:
+                return 0, "caught-up", None
+            rebuilding = row.rebuild_version is not None
+            after = row.rebuild_position if rebuilding else row.position
+            event_filter = EventQuery.from_json(row.rebuild_filter if rebuilding else row.live_filter)
+            tables = (
+                suffixed_tables(projection, SHADOW_SUFFIX) if rebuilding else live_tables(projection)
+            )
+            events = list(self.store.read_in(connection, after=after, limit=self.chunk))
+            if not events and not rebuilding:
+                return 0, "caught-up", None
+            if not events:
+                # Caught up: take the append lock, fold what arrived meanwhile, then swap.
+                if connection.dialect.name == "postgresql":
+                    connection.execute(sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK_ID)))
+                events = list(self.store.read_in(connection, after=after, limit=None))
+                applied, error = self._fold(connection, projection, tables, events, event_filter)
+                if error is not None:
+                    self._record(connection, projection, rebuilding, events, applied, error)
+                    return applied, None, error[1]
+                self._swap(connection, projection, row, events[-1].position if events else after)
+                return len(events), "swapped", None
+            applied, error = self._fold(connection, projection, tables, events, event_filter)
+            self._record(connection, projection, rebuilding, events, applied, error)
+            return applied, None, error[1] if error else None
+
+    def _fold(
+        self,
+        connection: Connection,
+        projection: Projection,
+        tables: Mapping[str, sa.Table],
+        events: list[StoredEvent],
+        event_filter: EventQuery,
+    ) -> tuple[int, tuple[int, str] | None]:
+        """Apply events; on failure find the failing one. Returns (applied, (position, error))."""
+        chosen = [e for e in events if event_filter.matches(e.event)]
+        context = ProjectionContext(connection, tables)
+        try:
+            with connection.begin_nested():
+                projection.apply(context, chosen)
+            return len(events), None
+        except DBAPIError as error:
+            if error.connection_invalidated:
+                raise
+            failure: Exception = error
+        except Exception as error:  # a projection's bug stops that projection, nothing else
+            failure = error
+        logger.warning("projection %s failed on a chunk: %s", projection.name, failure)
+        for index, stored in enumerate(events):
+            if not event_filter.matches(stored.event):
+                continue
+            try:
+                with connection.begin_nested():
+                    projection.apply(context, [stored])
+            except DBAPIError as error:
+                if error.connection_invalidated:
+                    raise
+                return index, (stored.position, f"{type(error).__name__}: {error}")
+            except Exception as error:
+                return index, (stored.position, f"{type(error).__name__}: {error}")
+        # The chunk failed as a whole but no single event did: report it at the chunk start.
+        return 0, (events[0].position, f"{type(failure).__name__}: {failure}")
+
+    def _record(
+        self,
+        connection: Connection,
+        projection: Projection,
+        rebuilding: bool,
+        events: list[StoredEvent],
+        applied: int,
+        error: tuple[int, str] | None,
+    ) -> None:
+        values: dict[str, Any] = {"updated_at": _now()}
+        if applied:
+            position = events[applied - 1].position
+            values["rebuild_position" if rebuilding else "position"] = position
+        if error is not None:
+            values.update(error_position=error[0], last_error=error[1][:2000])
+        else:
+            values.update(error_position=None, last_error=None)
+        connection.execute(
+            sa.update(checkpoints).where(checkpoints.c.name == projection.name).values(**values)
+        )
+
+    def _swap(self, connection: Connection, projection: Projection, row: Any, head: int) -> None:
+        shadow = suffixed_tables(projection, SHADOW_SUFFIX)
+        for name, table in live_tables(projection).items():
+            table.drop(connection, checkfirst=True)
+            _rename_table(connection, shadow[name].name, name, SHADOW_SUFFIX)
+        connection.execute(
+            sa.update(checkpoints)
+            .where(checkpoints.c.name == projection.name)
+            .values(
+                version=row.rebuild_version, position=head, live_filter=row.rebuild_filter,
+                rebuild_version=None, rebuild_position=None, rebuild_filter=None,
+                last_error=None, error_position=None, updated_at=_now(),
+            )
+        )  # fmt: skip
+
+    # -- rebuilding on demand -------------------------------------------------------------
+
+    def rebuild(
+        self,
+        names: Sequence[str],
+        *,
+        event_filter: EventQuery | None = None,
+        progress: Progress | None = None,
+    ) -> list[RunReport]:
+        """Rebuild these projections from position 0 (only events passing `event_filter`),
+        swapping each in when it reaches the head. Resumes a rebuild already under way."""
+        chosen = [self.get(name) for name in names]
+        filter_json = event_filter.to_json() if event_filter and not event_filter.is_empty else None
+        reports = []
+        for projection in chosen:
+            with self.store.write() as connection:
+                row = self._lock_row(connection, projection.name)
+                resumable = (
+                    row is not None
+                    and row.rebuild_version == projection.effective_version
+                    and row.rebuild_filter == filter_json
+                )
+                if row is None:
+                    self._prepare_new(connection, projection, filter_json)
+                elif not resumable:
+                    self._restart_rebuild(connection, projection, filter_json)
+            reports.append(self._run(projection, None, progress))
+        return reports
+
+    def _prepare_new(
+        self, connection: Connection, projection: Projection, filter_json: str | None
+    ) -> None:
+        connection.execute(
+            sa.insert(checkpoints).values(
+                name=projection.name, version=0, position=0, updated_at=_now(),
+                rebuild_version=projection.effective_version, rebuild_position=0,
+                rebuild_filter=filter_json,
+            )
+        )  # fmt: skip
+        self._create_shadow(connection, projection)
+
+    def dry_run(
+        self,
+        name: str,
+        *,
+        event_filter: EventQuery | None = None,
+        progress: Progress | None = None,
+        samples: int = 3,
+    ) -> list[TableDiff]:
+        """Build the projection aside (`<table>__dryrun`), compare it with the live tables,
+        drop it. Touches neither the live tables nor any checkpoint."""
+        projection = self.get(name)
+        tables = suffixed_tables(projection, DRY_RUN_SUFFIX)
+        chosen = event_filter or EventQuery()
+        head = self.store.head_position()
+        with self.store.write() as connection:
+            for table in tables.values():
+                table.drop(connection, checkfirst=True)
+                table.create(connection)
+        try:
+            after = 0
+            while after < head:
+                with self.store.write() as connection:
+                    events = list(
+                        self.store.read_in(connection, after=after, limit=min(self.chunk, head - after))
+                    )
+                    if not events:
+                        break
+                    picked = [e for e in events if chosen.matches(e.event)]
+                    projection.apply(ProjectionContext(connection, tables), picked)
+                    after = events[-1].position
+                if progress is not None:
+                    progress.advance(len(events))
+            with self.store.engine.connect() as connection:
+                return [
+                    _diff(connection, live, tables[live.name], samples)
+                    for live in projection.tables
+                ]
+        finally:
+            with self.store.write() as connection:
+                for table in tables.values():
+                    table.drop(connection, checkfirst=True)
+
+
+def _rename_table(connection: Connection, old: str, new: str, suffix: str) -> None:
+    """Rename a table and the indexes and constraints that carry its old name."""
+    preparer = connection.dialect.identifier_preparer
+    connection.exec_driver_sql(
+        f"ALTER TABLE {preparer.quote(old)} RENAME TO {preparer.quote(new)}"
+    )
+    if connection.dialect.name == "postgresql":
+        constraints = connection.execute(
+            sa.text(
+                "SELECT conname FROM pg_constraint WHERE conrelid = CAST(:t AS regclass)"
+            ),
+            {"t": new},
+        ).scalars().all()
+        for name in constraints:
+            if suffix in name:
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {preparer.quote(new)} RENAME CONSTRAINT "
+                    f"{preparer.quote(name)} TO {preparer.quote(name.replace(suffix, ''))}"
+                )
+        indexes = connection.execute(
+            sa.text("SELECT indexname FROM pg_indexes WHERE tablename = :t"), {"t": new}
+        ).scalars().all()
+        for name in indexes:
+            if suffix in name:
+                connection.exec_driver_sql(
+                    f"ALTER INDEX {preparer.quote(name)} RENAME TO "
+                    f"{preparer.quote(name.replace(suffix, ''))}"
+                )
+    else:
+        indexes = connection.execute(
+            sa.text(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t"
+                " AND sql IS NOT NULL"
+            ),
+            {"t": new},
+        ).all()
+        for name, sql in indexes:
+            if suffix in name:
+                connection.exec_driver_sql(f"DROP INDEX {preparer.quote(name)}")
+                connection.exec_driver_sql(sql.replace(name, name.replace(suffix, ""), 1))
+
+
+def _diff(connection: Connection, live: sa.Table, rebuilt: sa.Table, samples: int) -> TableDiff:
+    def count(statement: Any) -> int:
+        return int(connection.execute(sa.select(sa.func.count()).select_from(statement.subquery())).scalar() or 0)
+
+    has_live = sa.inspect(connection).has_table(live.name)
+    live_select = sa.select(*live.columns) if has_live else None
+    rebuilt_select = sa.select(*rebuilt.columns)
+    rebuilt_rows = count(rebuilt_select)
+    if live_select is None:
+        rows = connection.execute(rebuilt_select.limit(samples)).mappings().all()
+        return TableDiff(live.name, 0, rebuilt_rows, 0, rebuilt_rows, (), tuple(dict(r) for r in rows))
+    only_live = sa.except_(live_select, sa.select(*rebuilt.columns))
+    only_rebuilt = sa.except_(rebuilt_select, sa.select(*live.columns))
+    return TableDiff(
+        table=live.name,
+        live_rows=count(live_select),
+        rebuilt_rows=rebuilt_rows,
+        only_live=count(only_live),
+        only_rebuilt=count(only_rebuilt),
+        samples_only_live=tuple(
+            dict(r) for r in connection.execute(only_live.limit(samples)).mappings().all()
+        ),
+        samples_only_rebuilt=tuple(
+            dict(r) for r in connection.execute(only_rebuilt.limit(samples)).mappings().all()
+        ),
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
