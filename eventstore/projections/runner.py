@@ -27,7 +27,7 @@ from eventstore.progress import Progress
 from eventstore.projections.base import Projection, ProjectionContext
 from eventstore.store.base import EventQuery
 from eventstore.store.schema import NAMING_CONVENTION, projection_checkpoints
-from eventstore.store.sql import APPEND_LOCK_ID, SqlEventStore
+from eventstore.store.sql import APPEND_LOCK_ID, SqlEventStore, describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -286,32 +286,29 @@ class ProjectionRunner:
     ) -> tuple[int, tuple[int, str] | None]:
         """Apply events; on failure find the failing one. Returns (applied, (position, error))."""
         chosen = [e for e in events if event_filter.matches(e.event)]
+        if not chosen:
+            return len(events), None
         context = ProjectionContext(connection, tables)
         try:
             with connection.begin_nested():
                 projection.apply(context, chosen)
             return len(events), None
-        except DBAPIError as error:
-            if error.connection_invalidated:
-                raise
-            failure: Exception = error
         except Exception as error:  # a projection's bug stops that projection, nothing else
-            failure = error
+            _reraise_if_connection_lost(error)
+            failure: Exception = error
         logger.warning("projection %s failed on a chunk: %s", projection.name, failure)
+        # Find the failing event: apply one by one, keeping what succeeds before it.
         for index, stored in enumerate(events):
             if not event_filter.matches(stored.event):
                 continue
             try:
                 with connection.begin_nested():
                     projection.apply(context, [stored])
-            except DBAPIError as error:
-                if error.connection_invalidated:
-                    raise
-                return index, (stored.position, f"{type(error).__name__}: {error}")
             except Exception as error:
-                return index, (stored.position, f"{type(error).__name__}: {error}")
+                _reraise_if_connection_lost(error)
+                return index, (stored.position, describe_error(error))
         # The chunk failed as a whole but no single event did: report it at the chunk start.
-        return 0, (events[0].position, f"{type(failure).__name__}: {failure}")
+        return 0, (events[0].position, describe_error(failure))
 
     def _record(
         self,
@@ -327,7 +324,7 @@ class ProjectionRunner:
             position = events[applied - 1].position
             values["rebuild_position" if rebuilding else "position"] = position
         if error is not None:
-            values.update(error_position=error[0], last_error=error[1][:2000])
+            values.update(error_position=error[0], last_error=error[1])
         else:
             values.update(error_position=None, last_error=None)
         connection.execute(
@@ -501,6 +498,12 @@ def _diff(connection: Connection, live: sa.Table, rebuilt: sa.Table, samples: in
             dict(r) for r in connection.execute(only_rebuilt.limit(samples)).mappings().all()
         ),
     )
+
+
+def _reraise_if_connection_lost(error: Exception) -> None:
+    """A lost connection is the database's failure, not the projection's: let it fail the run."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        raise error
 
 
 def _now() -> datetime:

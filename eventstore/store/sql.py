@@ -154,17 +154,16 @@ class SqlEventStore:
             chosen = [s for s in stored if event_filter.matches(s.event)]
             values: dict[str, Any] = {"position": stored[-1].position, "updated_at": datetime.now(UTC)}
             try:
-                with connection.begin_nested():
-                    projection.apply(
-                        ProjectionContext(connection, {t.name: t for t in projection.tables}), chosen
-                    )
-            except DBAPIError as error:
-                if error.connection_invalidated:
-                    raise
-                values = {"last_error": f"{type(error).__name__}: {error}"[:2000], "error_position": first}
+                if chosen:
+                    with connection.begin_nested():
+                        tables = {t.name: t for t in projection.tables}
+                        projection.apply(ProjectionContext(connection, tables), chosen)
             except Exception as error:  # a projection's bug must not stop ingestion
+                if isinstance(error, DBAPIError) and error.connection_invalidated:
+                    raise
                 logger.warning("inline projection %s failed: %s", projection.name, error)
-                values = {"last_error": f"{type(error).__name__}: {error}"[:2000], "error_position": first}
+                # The runner retries from the checkpoint and pinpoints the failing event.
+                values = {"last_error": describe_error(error), "error_position": first}
             connection.execute(
                 sa.update(projection_checkpoints)
                 .where(projection_checkpoints.c.name == projection.name)
@@ -303,6 +302,11 @@ class _WriteTransaction:
                 self._transaction.rollback()
         finally:
             self._connection.close()
+
+
+def describe_error(error: BaseException) -> str:
+    """An error as recorded on a projection's checkpoint."""
+    return f"{type(error).__name__}: {error}"[:2000]
 
 
 def open_store(url: str | None = None, *, auto_upgrade_sqlite: bool = True) -> SqlEventStore:

@@ -1,0 +1,339 @@
+"""Projections: registration, back-fill, catch-up, rebuild into shadow tables, failures."""
+
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from eventstore.core.events import StoredEvent
+from eventstore.projections.base import Projection, ProjectionContext
+from eventstore.projections.registry import load_projections, projection, unregister
+from eventstore.projections.runner import SHADOW_SUFFIX, ProjectionRunner
+from eventstore.store.database import create_engine, upgrade_schema
+from eventstore.store.sql import SqlEventStore
+from tests.factories import new_events, s3_record
+
+key_counts = sa.Table(
+    "key_counts",
+    sa.MetaData(),
+    sa.Column("key", sa.Text(), primary_key=True),
+    sa.Column("events", sa.Integer(), nullable=False),
+)
+
+
+class KeyCounts(Projection):
+    """Counts events per key; `weight` lets a test tell two versions' rows apart."""
+
+    name = "key_counts"
+    version = 1
+    tables = (key_counts,)
+    weight: ClassVar[int] = 1
+    fail_on_key: ClassVar[str | None] = None
+    applied_positions: ClassVar[list[int]] = []
+
+    def apply(self, context: ProjectionContext, events: Sequence[StoredEvent]) -> None:
+        table = context.table("key_counts")
+        for stored in events:
+            if stored.event.key == self.fail_on_key:
+                raise RuntimeError(f"cannot project {stored.event.key}")
+            type(self).applied_positions.append(stored.position)
+            updated = context.connection.execute(
+                sa.update(table)
+                .where(table.c.key == stored.event.key)
+                .values(events=table.c.events + self.weight)
+            )
+            if updated.rowcount == 0:
+                context.connection.execute(
+                    sa.insert(table).values(key=stored.event.key, events=self.weight)
+                )
+
+
+@pytest.fixture(autouse=True)
+def _reset_key_counts() -> Iterator[None]:
+    KeyCounts.weight, KeyCounts.fail_on_key, KeyCounts.version = 1, None, 1
+    KeyCounts.applied_positions = []
+    yield
+    unregister("key_counts")
+
+
+def _store_with(url: str, *extra: Projection) -> SqlEventStore:
+    engine = create_engine(url)
+    upgrade_schema(engine)
+    return SqlEventStore(engine, projections=[*load_projections(), *extra])
+
+
+def _rows(store: SqlEventStore, table: str) -> list[tuple[Any, ...]]:
+    with store.engine.connect() as connection:
+        return sorted(tuple(r) for r in connection.execute(sa.text(f'SELECT * FROM "{table}"')))
+
+
+def _puts(count: int, *, prefix: str = "data/", start: int = 0) -> list[Any]:
+    return new_events(
+        *(
+            s3_record(key=f"{prefix}file-{i % 7}.csv", sequencer=f"{i + 1:016X}", seconds=i)
+            for i in range(start, start + count)
+        )
+    )
+
+
+def test_decorated_projection_backfills_from_history(sqlite_url: str) -> None:
+    # Given a log with history written before the projection existed
+    store = _store_with(sqlite_url)
+    store.append(_puts(25))
+    # When a projection is registered with the decorator and the runner catches up
+    projection(KeyCounts)
+    store = _store_with(sqlite_url)
+    assert "key_counts" in [p.name for p in store.projections]
+    runner = ProjectionRunner(store)
+    assert {s.name: s.state for s in runner.status()}["key_counts"] == "new"
+    runner.catch_up()
+    # Then it holds the whole history and is live
+    assert sum(count for _, count in _rows(store, "key_counts")) == 25
+    status = {s.name: s for s in runner.status()}["key_counts"]
+    assert (status.state, status.position, status.lag) == ("live", 25, 0)
+
+
+def test_catch_up_while_ingestion_goes_on_applies_each_event_once(sqlite_url: str) -> None:
+    store = _store_with(sqlite_url, KeyCounts())
+    runner = ProjectionRunner(store, chunk=3)
+    for round_ in range(5):
+        store.append(_puts(7, start=round_ * 7))
+        runner.catch_up()
+    assert sorted(KeyCounts.applied_positions) == list(range(1, 36))
+    assert sum(count for _, count in _rows(store, "key_counts")) == 35
+
+
+def test_version_bump_rebuilds_in_shadow_tables_and_swaps_atomically(sqlite_url: str) -> None:
+    # Given version 1 live over 20 events
+    store = _store_with(sqlite_url, KeyCounts())
+    store.append(_puts(20))
+    ProjectionRunner(store).catch_up()
+    before = _rows(store, "key_counts")
+    assert sum(c for _, c in before) == 20
+    # When the code changes (version 2 counts double) and the rebuild is only part-way done
+    KeyCounts.version, KeyCounts.weight = 2, 2
+    runner = ProjectionRunner(store, chunk=5)
+    runner._prepare(runner.get("key_counts"))
+    runner._step(runner.get("key_counts"))
+    # Then readers still see version 1, complete, while the shadow table fills
+    assert _rows(store, "key_counts") == before
+    assert {s.name: s.state for s in runner.status()}["key_counts"] == "rebuilding"
+    assert 0 < sum(c for _, c in _rows(store, "key_counts" + SHADOW_SUFFIX)) < 40
+    # And once caught up the new version replaces it whole, and the shadow is gone
+    runner.catch_up()
+    assert sum(c for _, c in _rows(store, "key_counts")) == 40
+    with store.engine.connect() as connection:
+        assert not sa.inspect(connection).has_table("key_counts" + SHADOW_SUFFIX)
+    status = {s.name: s for s in runner.status()}["key_counts"]
+    assert (status.state, status.live_version, status.position) == ("live", 2, 20)
+
+
+def test_interrupted_rebuild_resumes_where_it_stopped(sqlite_url: str) -> None:
+    store = _store_with(sqlite_url, KeyCounts())
+    store.append(_puts(30))
+
+    class Killed(BaseException):
+        pass
+
+    calls = {"n": 0}
+    original = KeyCounts.apply
+
+    def dying_apply(self: KeyCounts, context: ProjectionContext, events: Sequence[StoredEvent]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise Killed
+        original(self, context, events)
+
+    KeyCounts.apply = dying_apply  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Killed):
+            ProjectionRunner(store, chunk=5).rebuild(["key_counts"])
+    finally:
+        KeyCounts.apply = original  # type: ignore[method-assign]
+    stopped_at = {s.name: s for s in ProjectionRunner(store).status()}["key_counts"].rebuild_position
+    assert stopped_at == 15
+    KeyCounts.applied_positions = []
+    ProjectionRunner(store, chunk=5).rebuild(["key_counts"])
+    assert KeyCounts.applied_positions == list(range(16, 31))
+    assert sum(c for _, c in _rows(store, "key_counts")) == 30
+
+
+def test_failing_projection_stops_at_its_event_and_resumes_once_fixed(sqlite_url: str) -> None:
+    store = _store_with(sqlite_url, KeyCounts())
+    runner = ProjectionRunner(store)
+    runner.catch_up()
+    KeyCounts.fail_on_key = "data/poison.csv"
+    store.append(_puts(5))
+    store.append(new_events(s3_record(key="data/poison.csv", sequencer="00A0", seconds=60)))
+    store.append(_puts(3, start=5))
+    reports = {r.name: r for r in runner.catch_up()}
+    # the failure is recorded at the poison event; the other projections carried on
+    assert reports["key_counts"].error is not None
+    status = {s.name: s for s in runner.status()}
+    assert status["key_counts"].state == "failed"
+    assert status["key_counts"].error_position == 6
+    assert status["key_counts"].position == 5
+    assert "cannot project data/poison.csv" in (status["key_counts"].last_error or "")
+    assert status["object_catalog"].state == "live"
+    assert status["principal_activity"].position == 9
+    assert store.head_position() == 9
+    # once fixed, it resumes from the failing event
+    KeyCounts.fail_on_key = None
+    runner.catch_up()
+    status = {s.name: s for s in runner.status()}
+    assert (status["key_counts"].state, status["key_counts"].position) == ("live", 9)
+    assert sum(c for _, c in _rows(store, "key_counts")) == 9
+
+
+class BrokenInline(KeyCounts):
+    name = "broken_inline"
+    inline = True
+    tables = (
+        sa.Table(
+            "broken_inline",
+            sa.MetaData(),
+            sa.Column("key", sa.Text(), primary_key=True),
+            sa.Column("events", sa.Integer(), nullable=False),
+        ),
+    )
+
+    def apply(self, context: ProjectionContext, events: Sequence[StoredEvent]) -> None:
+        raise RuntimeError("inline bug")
+
+
+def test_failing_inline_projection_does_not_fail_the_append(sqlite_url: str) -> None:
+    store = _store_with(sqlite_url, BrokenInline())
+    ProjectionRunner(store).catch_up()  # builds (fails) the new projection
+    result = store.append(_puts(4))
+    assert result.appended == 4
+    assert len(store.objects()) == 4
+    status = {s.name: s for s in ProjectionRunner(store).status()}
+    assert status["broken_inline"].state == "failed"
+    assert status["object_catalog"].position == 4
+
+
+def test_dry_run_reports_differences_without_touching_live_tables(sqlite_url: str) -> None:
+    store = _store_with(sqlite_url)
+    store.append(_puts(10))
+    runner = ProjectionRunner(store)
+    runner.catch_up()
+    with store.write() as connection:
+        connection.execute(sa.text("DELETE FROM object_catalog WHERE key = 'data/file-3.csv'"))
+    diffs = {d.table: d for d in runner.dry_run("object_catalog")}
+    assert diffs["object_catalog"].live_rows == 6
+    assert diffs["object_catalog"].rebuilt_rows == 7
+    assert (diffs["object_catalog"].only_live, diffs["object_catalog"].only_rebuilt) == (0, 1)
+    assert diffs["object_catalog"].samples_only_rebuilt[0]["key"] == "data/file-3.csv"
+    assert diffs["object_versions"].only_live == 0
+    assert len(_rows(store, "object_catalog")) == 6  # untouched
+    with store.engine.connect() as connection:
+        assert not sa.inspect(connection).has_table("object_catalog__dryrun")
+
+
+def test_filtered_replay_from_log_builds_from_matching_events_only(sqlite_url: str) -> None:
+    from eventstore.store.base import EventQuery
+
+    store = _store_with(sqlite_url, KeyCounts())
+    store.append(_puts(6, prefix="a/") + _puts(4, prefix="b/", start=6))
+    runner = ProjectionRunner(store)
+    runner.rebuild(["key_counts"], event_filter=EventQuery(prefix="b/"))
+    assert sum(c for _, c in _rows(store, "key_counts")) == 4
+    store.append(_puts(2, prefix="a/", start=10) + _puts(1, prefix="b/", start=12))
+    runner.catch_up()  # the filter stays with the live projection
+    assert sum(c for _, c in _rows(store, "key_counts")) == 5
+
+
+# -- incremental equals rebuilt, for random histories -------------------------------------
+
+KEYS = ["logs/a.csv", "logs/2026/b.json", "img/c d.png", "top.txt"]
+NAMES = [
+    "ObjectCreated:Put", "ObjectCreated:Copy", "ObjectRemoved:Delete",
+    "ObjectRemoved:DeleteMarkerCreated", "ObjectTagging:Put", "LifecycleExpiration:Delete",
+]  # fmt: skip
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[list[Any], list[int]]:
+    count = draw(st.integers(min_value=1, max_value=30))
+    records = []
+    for index in range(count):
+        name = draw(st.sampled_from(NAMES))
+        versioned = draw(st.booleans())
+        sequenced = name != "ObjectTagging:Put" and draw(st.integers(0, 9)) > 0
+        records.append(
+            s3_record(
+                key=draw(st.sampled_from(KEYS)),
+                name=name,
+                version_id=f"v{draw(st.integers(0, 3))}" if versioned else None,
+                sequencer=f"{draw(st.integers(1, 400)):X}" if sequenced else None,
+                seconds=draw(st.integers(0, 50)),
+                size=draw(st.integers(0, 5000)),
+                principal=draw(st.sampled_from(["AWS:alice", "AWS:bob"])),
+                request_id=f"R{index}",
+            )
+        )
+    splits = draw(st.lists(st.integers(1, count), max_size=4))
+    return new_events(*records), sorted(set(splits))
+
+
+BUILT_IN_TABLES = [
+    "object_catalog", "object_versions", "prefix_stats", "prefix_stats_objects",
+    "prefix_stats_versions", "principal_activity",
+]  # fmt: skip
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(history=histories())
+def test_incremental_projections_equal_a_rebuild_from_scratch(
+    tmp_path_factory: pytest.TempPathFactory, history: tuple[list[Any], list[int]]
+) -> None:
+    events, splits = history
+    url = f"sqlite:///{tmp_path_factory.mktemp('p') / 'events.db'}"
+    store = _store_with(url)
+    runner = ProjectionRunner(store, chunk=4)
+    bounds = [0, *splits, len(events)]
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        store.append(events[start:end])
+        runner.catch_up()
+    incremental = {table: _rows(store, table) for table in BUILT_IN_TABLES}
+    runner.rebuild([p.name for p in store.projections])
+    rebuilt = {table: _rows(store, table) for table in BUILT_IN_TABLES}
+    assert incremental == rebuilt
+    store.engine.dispose()
+
+
+# -- a projection shipped by another package ----------------------------------------------
+
+PLUGIN = Path(__file__).resolve().parents[1] / "plugin_package"
+
+
+@pytest.fixture(scope="module")
+def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pip-install the example package into a folder of its own (no network, no build
+    isolation), as a deployment would install a projection package."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(PLUGIN)],
+        check=True,
+    )  # fmt: skip
+    return target
+
+
+def test_entry_point_projection_is_found_and_backfills(
+    installed_plugin: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _store_with(sqlite_url)
+    store.append(_puts(9) + new_events(s3_record(key="x/readme.md", sequencer="FFFF", seconds=99)))
+    monkeypatch.syspath_prepend(str(installed_plugin))
+    names = [p.name for p in load_projections()]
+    assert "extension_counts" in names
+    store = _store_with(sqlite_url)
+    ProjectionRunner(store).catch_up()
+    assert _rows(store, "extension_counts") == [("csv", 9), ("md", 1)]
