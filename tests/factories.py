@@ -27,7 +27,7 @@ def s3_record(
 ) -> dict[str, Any]:
     """One S3 notification record in AWS's shape (eventVersion 2.1), key URL-encoded."""
     obj: dict[str, Any] = {"key": quote_plus(key, safe="/")}
-    if not name.startswith(("ObjectRemoved:", "LifecycleExpiration:")):
+    if name.startswith(("ObjectCreated:", "ObjectRestore:", "Replication:")):
         if size is not None:
             obj["size"] = size
         if etag is not None:

@@ -1,5 +1,6 @@
 """Projections: registration, back-fill, catch-up, rebuild into shadow tables, failures."""
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -317,10 +318,12 @@ PLUGIN = Path(__file__).resolve().parents[1] / "plugin_package"
 def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """pip-install the example package into a folder of its own (no network, no build
     isolation), as a deployment would install a projection package."""
+    source = tmp_path_factory.mktemp("src") / "plugin"
+    shutil.copytree(PLUGIN, source)  # pip builds in the tree: keep the repository clean
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(PLUGIN)],
+         "--target", str(target), str(source)],
         check=True,
     )  # fmt: skip
     return target
