@@ -54,7 +54,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     for name, value in summary.as_dict().items():
         metrics.add_metric(name=f"Events{name.capitalize()}", unit=MetricUnit.Count, value=value)
     _catch_up(context)
-    return processor.response()
+    return dict(processor.response())
 
 
 def _catch_up(context: LambdaContext) -> None:

@@ -301,7 +301,7 @@ def cmd_projections_rebuild(args: argparse.Namespace) -> int:
 def _rebuild(runner: "ProjectionRunner", names: list[str], query: EventQuery, *, dry_run: bool) -> int:
     head = runner.store.head_position()
     if dry_run:
-        report = []
+        report: list[dict[str, object]] = []
         for name in names:
             progress = Progress(f"dry run {name}", head)
             diffs = runner.dry_run(name, event_filter=query, progress=progress)
@@ -320,8 +320,8 @@ def _rebuild(runner: "ProjectionRunner", names: list[str], query: EventQuery, *,
     progress.close(
         f"{sum(r.swapped for r in reports)} swapped in, {len(failed)} failed"
     )
-    for report in failed:
-        print(f"eventstore: projection {report.name} failed: {report.error}", file=sys.stderr)
+    for failure in failed:
+        print(f"eventstore: projection {failure.name} failed: {failure.error}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
 

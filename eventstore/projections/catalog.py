@@ -60,10 +60,9 @@ def load_states(
     states: dict[Key, ObjectState] = {}
     version_rows: dict[Key, list[Any]] = defaultdict(list)
     for chunk in _chunks(keys):
-        rows = connection.execute(
+        for row in connection.execute(
             sa.select(versions).where(sa.tuple_(versions.c.bucket, versions.c.key).in_(chunk))
-        )
-        for row in rows:
+        ):
             version_rows[(row.bucket, row.key)].append(row)
         catalog_rows = connection.execute(
             sa.select(catalog).where(sa.tuple_(catalog.c.bucket, catalog.c.key).in_(chunk))
