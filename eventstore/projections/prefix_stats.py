@@ -16,7 +16,12 @@ from eventstore.core.events import Effect, StoredEvent
 from eventstore.core.objectstate import CatalogEntry, ObjectState
 from eventstore.projections.base import Projection, ProjectionContext
 from eventstore.projections.catalog import load_states, save_states
-from eventstore.store.schema import object_catalog, object_versions, projection_metadata
+from eventstore.store.schema import (
+    copy_table,
+    object_catalog,
+    object_versions,
+    projection_metadata,
+)
 
 prefix_stats = sa.Table(
     "prefix_stats",
@@ -26,8 +31,8 @@ prefix_stats = sa.Table(
     sa.Column("objects", sa.BigInteger(), nullable=False),
     sa.Column("bytes", sa.BigInteger(), nullable=False),
 )
-prefix_stats_objects = object_catalog.to_metadata(projection_metadata, name="prefix_stats_objects")
-prefix_stats_versions = object_versions.to_metadata(projection_metadata, name="prefix_stats_versions")
+prefix_stats_objects = copy_table(object_catalog, projection_metadata, "prefix_stats_objects")
+prefix_stats_versions = copy_table(object_versions, projection_metadata, "prefix_stats_versions")
 
 
 def prefix_of(key: str, depth: int) -> str:

@@ -26,7 +26,7 @@ from eventstore.errors import ConfigurationError, StorageError
 from eventstore.progress import Progress
 from eventstore.projections.base import Projection, ProjectionContext
 from eventstore.store.base import EventQuery
-from eventstore.store.schema import NAMING_CONVENTION, projection_checkpoints
+from eventstore.store.schema import NAMING_CONVENTION, copy_table, projection_checkpoints
 from eventstore.store.sql import APPEND_LOCK_ID, SqlEventStore, describe_error
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def suffixed_tables(projection: Projection, suffix: str) -> dict[str, sa.Table]:
         copy = _copies.get(cache_key)
         if copy is None:
             target = sa.MetaData(naming_convention=NAMING_CONVENTION)
-            copy = table.to_metadata(target, name=table.name + suffix)
+            copy = copy_table(table, target, table.name + suffix)
             _copies[cache_key] = copy
         tables[table.name] = copy
     return tables

@@ -50,6 +50,31 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return parsed.astimezone(UTC)
 
 
+def copy_table(table: sa.Table, target: sa.MetaData, name: str) -> sa.Table:
+    """The same columns and indexes under another name, with constraint and index names
+    derived afresh from the new name (PostgreSQL wants them unique per schema)."""
+    columns = [
+        sa.Column(
+            column.name,
+            column.type,
+            primary_key=column.primary_key,
+            nullable=column.nullable,
+            autoincrement=column.autoincrement,
+        )
+        for column in table.columns
+    ]
+    indexes = [
+        sa.Index(None, *(column.name for column in index.columns), unique=bool(index.unique))
+        for index in table.indexes
+    ]
+    uniques = [
+        sa.UniqueConstraint(*(column.name for column in constraint.columns))
+        for constraint in table.constraints
+        if isinstance(constraint, sa.UniqueConstraint)
+    ]
+    return sa.Table(name, target, *columns, *indexes, *uniques)
+
+
 # Keys compare bytewise ("C" collation on PostgreSQL) so prefix ranges use the index.
 KeyText = sa.Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
 Position = sa.BigInteger().with_variant(sa.Integer(), "sqlite")

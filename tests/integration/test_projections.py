@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -55,6 +56,13 @@ class KeyCounts(Projection):
                 )
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """The same projection behaviour is required of both backends."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
 @pytest.fixture(autouse=True)
 def _reset_key_counts() -> Iterator[None]:
     KeyCounts.weight, KeyCounts.fail_on_key, KeyCounts.version = 1, None, 1
@@ -83,13 +91,13 @@ def _puts(count: int, *, prefix: str = "data/", start: int = 0) -> list[Any]:
     )
 
 
-def test_decorated_projection_backfills_from_history(sqlite_url: str) -> None:
+def test_decorated_projection_backfills_from_history(db_url: str) -> None:
     # Given a log with history written before the projection existed
-    store = _store_with(sqlite_url)
+    store = _store_with(db_url)
     store.append(_puts(25))
     # When a projection is registered with the decorator and the runner catches up
     projection(KeyCounts)
-    store = _store_with(sqlite_url)
+    store = _store_with(db_url)
     assert "key_counts" in [p.name for p in store.projections]
     runner = ProjectionRunner(store)
     assert {s.name: s.state for s in runner.status()}["key_counts"] == "new"
@@ -100,8 +108,8 @@ def test_decorated_projection_backfills_from_history(sqlite_url: str) -> None:
     assert (status.state, status.position, status.lag) == ("live", 25, 0)
 
 
-def test_catch_up_while_ingestion_goes_on_applies_each_event_once(sqlite_url: str) -> None:
-    store = _store_with(sqlite_url, KeyCounts())
+def test_catch_up_while_ingestion_goes_on_applies_each_event_once(db_url: str) -> None:
+    store = _store_with(db_url, KeyCounts())
     runner = ProjectionRunner(store, chunk=3)
     for round_ in range(5):
         store.append(_puts(7, start=round_ * 7))
@@ -110,9 +118,9 @@ def test_catch_up_while_ingestion_goes_on_applies_each_event_once(sqlite_url: st
     assert sum(count for _, count in _rows(store, "key_counts")) == 35
 
 
-def test_version_bump_rebuilds_in_shadow_tables_and_swaps_atomically(sqlite_url: str) -> None:
+def test_version_bump_rebuilds_in_shadow_tables_and_swaps_atomically(db_url: str) -> None:
     # Given version 1 live over 20 events
-    store = _store_with(sqlite_url, KeyCounts())
+    store = _store_with(db_url, KeyCounts())
     store.append(_puts(20))
     ProjectionRunner(store).catch_up()
     before = _rows(store, "key_counts")
@@ -135,8 +143,8 @@ def test_version_bump_rebuilds_in_shadow_tables_and_swaps_atomically(sqlite_url:
     assert (status.state, status.live_version, status.position) == ("live", 2, 20)
 
 
-def test_interrupted_rebuild_resumes_where_it_stopped(sqlite_url: str) -> None:
-    store = _store_with(sqlite_url, KeyCounts())
+def test_interrupted_rebuild_resumes_where_it_stopped(db_url: str) -> None:
+    store = _store_with(db_url, KeyCounts())
     store.append(_puts(30))
 
     class Killed(BaseException):
@@ -165,8 +173,8 @@ def test_interrupted_rebuild_resumes_where_it_stopped(sqlite_url: str) -> None:
     assert sum(c for _, c in _rows(store, "key_counts")) == 30
 
 
-def test_failing_projection_stops_at_its_event_and_resumes_once_fixed(sqlite_url: str) -> None:
-    store = _store_with(sqlite_url, KeyCounts())
+def test_failing_projection_stops_at_its_event_and_resumes_once_fixed(db_url: str) -> None:
+    store = _store_with(db_url, KeyCounts())
     runner = ProjectionRunner(store)
     runner.catch_up()
     KeyCounts.fail_on_key = "data/poison.csv"
@@ -208,8 +216,8 @@ class BrokenInline(KeyCounts):
         raise RuntimeError("inline bug")
 
 
-def test_failing_inline_projection_does_not_fail_the_append(sqlite_url: str) -> None:
-    store = _store_with(sqlite_url, BrokenInline())
+def test_failing_inline_projection_does_not_fail_the_append(db_url: str) -> None:
+    store = _store_with(db_url, BrokenInline())
     ProjectionRunner(store).catch_up()  # builds (fails) the new projection
     result = store.append(_puts(4))
     assert result.appended == 4
@@ -219,8 +227,8 @@ def test_failing_inline_projection_does_not_fail_the_append(sqlite_url: str) -> 
     assert status["object_catalog"].position == 4
 
 
-def test_dry_run_reports_differences_without_touching_live_tables(sqlite_url: str) -> None:
-    store = _store_with(sqlite_url)
+def test_dry_run_reports_differences_without_touching_live_tables(db_url: str) -> None:
+    store = _store_with(db_url)
     store.append(_puts(10))
     runner = ProjectionRunner(store)
     runner.catch_up()
@@ -237,10 +245,10 @@ def test_dry_run_reports_differences_without_touching_live_tables(sqlite_url: st
         assert not sa.inspect(connection).has_table("object_catalog__dryrun")
 
 
-def test_filtered_replay_from_log_builds_from_matching_events_only(sqlite_url: str) -> None:
+def test_filtered_replay_from_log_builds_from_matching_events_only(db_url: str) -> None:
     from eventstore.store.base import EventQuery
 
-    store = _store_with(sqlite_url, KeyCounts())
+    store = _store_with(db_url, KeyCounts())
     store.append(_puts(6, prefix="a/") + _puts(4, prefix="b/", start=6))
     runner = ProjectionRunner(store)
     runner.rebuild(["key_counts"], event_filter=EventQuery(prefix="b/"))
@@ -289,13 +297,28 @@ BUILT_IN_TABLES = [
 ]  # fmt: skip
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@contextmanager
+def _fresh_database(request: pytest.FixtureRequest, backend: str) -> Iterator[str]:
+    if backend == "sqlite":
+        folder = request.getfixturevalue("tmp_path_factory").mktemp("p")
+        yield f"sqlite:///{folder / 'events.db'}"
+    else:
+        with request.getfixturevalue("postgres_databases").fresh() as url:
+            yield url
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(history=histories())
 def test_incremental_projections_equal_a_rebuild_from_scratch(
-    tmp_path_factory: pytest.TempPathFactory, history: tuple[list[Any], list[int]]
+    request: pytest.FixtureRequest, backend: str, history: tuple[list[Any], list[int]]
 ) -> None:
     events, splits = history
-    url = f"sqlite:///{tmp_path_factory.mktemp('p') / 'events.db'}"
+    with _fresh_database(request, backend) as url:
+        _check_incremental_equals_rebuilt(url, events, splits)
+
+
+def _check_incremental_equals_rebuilt(url: str, events: list[Any], splits: list[int]) -> None:
     store = _store_with(url)
     runner = ProjectionRunner(store, chunk=4)
     bounds = [0, *splits, len(events)]
@@ -330,13 +353,13 @@ def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_entry_point_projection_is_found_and_backfills(
-    installed_plugin: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+    installed_plugin: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = _store_with(sqlite_url)
+    store = _store_with(db_url)
     store.append(_puts(9) + new_events(s3_record(key="x/readme.md", sequencer="FFFF", seconds=99)))
     monkeypatch.syspath_prepend(str(installed_plugin))
     names = [p.name for p in load_projections()]
     assert "extension_counts" in names
-    store = _store_with(sqlite_url)
+    store = _store_with(db_url)
     ProjectionRunner(store).catch_up()
     assert _rows(store, "extension_counts") == [("csv", 9), ("md", 1)]
