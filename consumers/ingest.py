@@ -39,7 +39,9 @@ def _parse(record: SQSRecord) -> Delivery:
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    processor = BatchProcessor(event_type=EventType.SQS)
+    # A batch of only malformed messages is still answered with batchItemFailures (not an
+    # invocation error), so it is retried and dead-lettered like any other malformed message.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     records = event.get("Records") or []
     with processor(records=records, handler=_parse, lambda_context=context):
         results = processor.process()

@@ -5,11 +5,23 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
+from typing import Any
 
 from eventstore.core.events import NewEvent, StoredEvent
 from eventstore.core.timeutil import format_time
 
 GENESIS_HASH = "0" * 64
+
+# What json.dumps(value, ensure_ascii=False, separators=(",", ":")) builds on every call.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# Every row of one append has the same recorded_at: format it once, not once per row.
+_format_recorded_at = lru_cache(maxsize=4)(format_time)
+
+
+def compact_json(value: Any) -> str:
+    """JSON with no spaces and unescaped non-ASCII: the stored form of a record."""
+    return _COMPACT.encode(value)
 
 
 def canonical_row(
@@ -37,10 +49,10 @@ def canonical_row(
         event.causation_id,
         event.correlation_id,
         record_json,
-        format_time(recorded_at),
+        _format_recorded_at(recorded_at),
         recorded_at.microsecond,
     ]
-    return json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _COMPACT.encode(row).encode("utf-8")
 
 
 def chain_hash(

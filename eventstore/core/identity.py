@@ -6,6 +6,9 @@ from datetime import datetime
 
 from eventstore.core.timeutil import format_time
 
+# What json.dumps(parts, ensure_ascii=False) builds on every call, built once.
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
 
 def derive_event_id(
     *,
@@ -33,5 +36,5 @@ def derive_event_id(
         parts = ["r", bucket, key, version_id, event_name, format_time(second), request_id]
     else:
         parts = ["t", bucket, key, version_id, event_name, format_time(event_time), etag, size]
-    digest = hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(_ENCODER.encode(parts).encode("utf-8")).hexdigest()
     return digest[:32]

@@ -59,7 +59,7 @@ def sort_events_of_one_key(events: Sequence[T], key: Callable[[T], OrderKey]) ->
     width = max((len(k.sequencer) for k, _ in keyed if k.sequencer), default=0)
     sequenced = sorted(
         (pair for pair in keyed if pair[0].sequencer is not None),
-        key=lambda pair: (str(pair[0].sequencer).ljust(width, "0"), pair[0].position),
+        key=lambda pair: (str(pair[0].sequencer).upper().ljust(width, "0"), pair[0].position),
     )
     timed = sorted(
         (pair for pair in keyed if pair[0].sequencer is None),

@@ -24,6 +24,9 @@ from eventstore.errors import MalformedMessageError
 MAX_MESSAGE_BYTES = 256 * 1024  # SQS's own limit; a larger body did not come from S3
 MAX_KEY_BYTES = 1024  # S3's limit on a decoded key
 _HEX = re.compile(r"^[0-9A-Fa-f]+$")
+_DIGITS = re.compile(r"[0-9]+")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+MAX_SIZE = 2**63 - 1  # what a BIGINT column holds; S3 objects are far smaller
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +128,17 @@ def _decode_text(body: Any, what: str) -> Any:
             f"{what} is {len(body.encode('utf-8'))} bytes, over the {MAX_MESSAGE_BYTES}-byte limit"
         )
     try:
-        return json.loads(body)
+        document = json.loads(body)
     except json.JSONDecodeError as error:
         raise MalformedMessageError(f"{what} is not JSON ({error.msg} at char {error.pos})") from None
+    if _SURROGATE_ESCAPE.search(body):
+        # JSON may spell a lone UTF-16 surrogate ("\\ud800"); no database can store it, and
+        # finding out at the append would fail the whole batch instead of this message.
+        try:
+            json.dumps(document, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise MalformedMessageError(f"{what} has a lone surrogate escape (not text)") from None
+    return document
 
 
 def _parse_sns_notification(notification: dict[str, Any], message_id: str, source: Source) -> Delivery:
@@ -285,9 +296,13 @@ def decode_key(raw: str, where: str = "key") -> str:
         raise MalformedMessageError(f"{where} {raw!r} has percent-escapes that are not UTF-8") from None
     if not key:
         raise MalformedMessageError(f"{where} is empty")
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise MalformedMessageError(f"{where} {raw!r} has a lone surrogate (not text)") from None
+    if size > MAX_KEY_BYTES:
         raise MalformedMessageError(
-            f"{where} is {len(key.encode('utf-8'))} bytes after decoding, over S3's {MAX_KEY_BYTES}"
+            f"{where} is {size} bytes after decoding, over S3's {MAX_KEY_BYTES}"
         )
     return key
 
@@ -352,7 +367,7 @@ def _size(value: Any, where: str) -> int | None:
         raise MalformedMessageError(f"{where} {value!r} is not a whole number")
     if isinstance(value, int):
         size = value
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         size = int(value.strip())
     elif isinstance(value, float) and value.is_integer():
         size = int(value)
@@ -360,6 +375,8 @@ def _size(value: Any, where: str) -> int | None:
         raise MalformedMessageError(f"{where} {value!r} is not a whole number")
     if size < 0:
         raise MalformedMessageError(f"{where} {value!r} is negative")
+    if size > MAX_SIZE:
+        raise MalformedMessageError(f"{where} {value!r} is out of range")
     return size
 
 
@@ -372,18 +389,31 @@ def iter_documents(text: str, *, name: str) -> Iterator[tuple[str, Any]]:
     if not stripped:
         return
     try:
-        yield name, json.loads(stripped)
-        return
+        document = json.loads(stripped)
     except json.JSONDecodeError:
         pass
+    else:
+        yield name, _checked_text(stripped, document)
+        return
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         line_id = f"{name}:{number}"
         try:
-            yield line_id, json.loads(line)
+            yield line_id, _checked_text(line, json.loads(line))
         except json.JSONDecodeError:
             yield line_id, _Undecodable(line)
+
+
+def _checked_text(text: str, document: Any) -> Any:
+    """The document, or its text marked undecodable when it spells a lone surrogate (which
+    would fail the append of the whole batch; as text it fails alone, saying why)."""
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(document, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return _Undecodable(text)
+    return document
 
 
 @dataclass(frozen=True, slots=True)

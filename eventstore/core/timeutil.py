@@ -19,7 +19,10 @@ def parse_time(text: str) -> datetime:
         raise ValueError(f"not an ISO 8601 time: {text!r}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before the first datetime
+        raise ValueError(f"time out of range: {text!r}") from None
 
 
 def parse_option_time(text: str, option: str) -> datetime:

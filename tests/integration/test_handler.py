@@ -1,0 +1,236 @@
+"""The ingest consumer on a real SQLite file: partial batch failures, redelivery, DB errors."""
+
+import io
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers import ingest
+from eventstore.errors import StorageError
+from eventstore.store.database import create_engine
+from eventstore.store.sql import SqlEventStore
+from tests.conftest import load_event
+from tests.helpers import (
+    LambdaContext,
+    first_record,
+    s3_notification,
+    sns_body,
+    sqs_event,
+    sqs_message,
+)
+
+
+@pytest.fixture
+def db_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A SQLite file of its own for this test (the consumer keeps one store per URL)."""
+    path = tmp_path / "handler.db"
+    monkeypatch.setenv("EVENTSTORE_DB_URL", f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def reader(db_file: Path) -> Iterator[SqlEventStore]:
+    """A second store on the same file, to look at what the handler stored."""
+    engine = create_engine(f"sqlite:///{db_file}")
+    yield SqlEventStore(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    """Where the consumer's structured log goes during the test (Powertools binds its
+    handler's stream when the module is imported, so capsys cannot see it)."""
+    handler = ingest.logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    try:
+        yield buffer
+    finally:
+        handler.setStream(previous)
+
+
+def log_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    """Every log line is one JSON object."""
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line]
+
+
+def body_of(fixture: str, index: int = 0) -> str:
+    body: str = load_event(fixture)["Records"][index]["body"]
+    return body
+
+
+def context(request_id: str = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef") -> LambdaContext:
+    return LambdaContext(aws_request_id=request_id)
+
+
+def event_ids(store: SqlEventStore) -> list[str]:
+    return [s.event.event_id for s in store.read()]
+
+
+def test_a_good_batch_is_stored_and_nothing_is_reported(
+    db_file: Path, reader: SqlEventStore, log_stream: io.StringIO
+) -> None:
+    # Given the realistic batch (a test event, seven S3 events, one SNS retry)
+    event = load_event("sqs_sns_batch_realistic.json")
+    # When the consumer handles it
+    response = ingest.handler(event, context())
+    # Then no message is reported failed, and every S3 event is stored once
+    assert response == {"batchItemFailures": []}
+    stored = list(reader.read())
+    assert len(stored) == 7
+    assert [s.position for s in stored] == list(range(1, 8))
+    assert all(s.event.correlation_id == context().aws_request_id for s in stored)
+    summary = next(line for line in log_lines(log_stream) if line["message"] == "batch stored")
+    assert (summary["received"], summary["appended"], summary["duplicates"], summary["skipped"],
+            summary["failed"]) == (9, 7, 1, 1, 0)  # fmt: skip
+    assert reader.verify().ok
+
+
+def test_the_catalog_is_updated_in_the_same_invocation(
+    db_file: Path, reader: SqlEventStore
+) -> None:
+    ingest.handler(load_event("sqs_sns_batch_realistic.json"), context())
+    objects = {o.key: o for o in reader.objects(include_deleted=True)}
+    assert objects["orders/2026/03/01/order-7781.json"].size == 2419
+    assert not objects["orders/2026/03/01/order-7781.json"].deleted
+    assert objects["orders/2026/03/01/order 7782 (draft).json"].deleted
+    assert objects["customers/müller/café receipt.pdf"].size == 66012
+
+
+def test_partial_failure_names_only_the_bad_messages(
+    db_file: Path, reader: SqlEventStore, log_stream: io.StringIO
+) -> None:
+    # Given a batch of two good messages around two malformed ones
+    bad_record = first_record("s3_put.json")
+    bad_record["s3"]["object"]["size"] = "a lot"
+    batch = sqs_event(
+        sqs_message(body_of("sqs_sns_put.json"), "good-1"),
+        sqs_message("<html>502 Bad Gateway</html>", "bad-not-json"),
+        sqs_message(sns_body(json.dumps(s3_notification(bad_record))), "bad-size"),
+        sqs_message(json.dumps(load_event("s3_copy.json")), "good-2"),
+    )
+    # When it is handled
+    response = ingest.handler(batch, context())
+    # Then only the malformed messages are reported, for SQS to retry
+    assert response == {
+        "batchItemFailures": [{"itemIdentifier": "bad-not-json"}, {"itemIdentifier": "bad-size"}]
+    }
+    # and the good ones are in the log
+    assert [s.event.key for s in reader.read()] == [
+        "invoices/2026/03/inv-1042.pdf",
+        "reports/q1+q2.csv",
+    ]
+    # and each rejection is a structured log line with the message id and the reason
+    rejected = {line["message_id"]: line for line in log_lines(log_stream)
+                if line["message"] == "message rejected"}  # fmt: skip
+    assert set(rejected) == {"bad-not-json", "bad-size"}
+    assert rejected["bad-not-json"]["level"] == "ERROR"
+    assert rejected["bad-not-json"]["reason"].startswith("SQS message body is not JSON")
+    assert rejected["bad-size"]["reason"] == (
+        "Records[0].s3.object.size 'a lot' is not a whole number"
+    )
+    assert rejected["bad-size"]["function_request_id"] == context().aws_request_id
+
+
+def test_a_batch_of_only_malformed_messages_names_them_all(
+    db_file: Path, reader: SqlEventStore
+) -> None:
+    batch = sqs_event(sqs_message("not json", "bad-1"), sqs_message("{}", "bad-2"))
+    response = ingest.handler(batch, context())
+    assert response == {
+        "batchItemFailures": [{"itemIdentifier": "bad-1"}, {"itemIdentifier": "bad-2"}]
+    }
+    assert list(reader.read()) == []
+
+
+def test_duplicates_across_redeliveries_are_stored_once(
+    db_file: Path, reader: SqlEventStore
+) -> None:
+    # Given a batch that was handled once already
+    batch = load_event("sqs_sns_batch_realistic.json")
+    ingest.handler(batch, context("first-invocation"))
+    before = list(reader.read())
+    # When SQS delivers it again (a timed-out invocation), and the same change arrives again
+    # through another wrapper
+    for record in batch["Records"]:
+        record["attributes"]["ApproximateReceiveCount"] = "2"
+    response = ingest.handler(batch, context("second-invocation"))
+    again = sqs_event(sqs_message(body_of("sqs_sns_put.json")),
+                      sqs_message(json.dumps(load_event("eventbridge_object_created_put.json"))),
+                      sqs_message(body_of("sqs_raw_delivery_put.json")))  # fmt: skip
+    ingest.handler(again, context("third-invocation"))
+    # Then nothing that was stored is stored twice
+    assert response == {"batchItemFailures": []}
+    after = list(reader.read())
+    assert [s.event.event_id for s in after[: len(before)]] == [s.event.event_id for s in before]
+    assert len(after) == len(before) + 1  # only the invoice was new
+    assert after[-1].event.key == "invoices/2026/03/inv-1042.pdf"
+    assert len(set(event_ids(reader))) == len(after)
+    assert reader.verify().ok
+
+
+def test_the_test_event_is_skipped(db_file: Path, reader: SqlEventStore) -> None:
+    response = ingest.handler(load_event("sqs_sns_test_event.json"), context())
+    assert response == {"batchItemFailures": []}
+    assert list(reader.read()) == []
+
+
+def test_an_empty_batch_is_fine(db_file: Path, reader: SqlEventStore) -> None:
+    assert ingest.handler({"Records": []}, context()) == {"batchItemFailures": []}
+
+
+def test_unknown_event_name_is_stored(db_file: Path, reader: SqlEventStore) -> None:
+    record = first_record("s3_put.json")
+    record["eventName"] = "ObjectSnapshot:Created"
+    response = ingest.handler(sqs_event(sqs_message(sns_body(json.dumps(s3_notification(record))))),
+                              context())  # fmt: skip
+    assert response == {"batchItemFailures": []}
+    assert [s.event.event_name for s in reader.read()] == ["ObjectSnapshot:Created"]
+
+
+def test_a_database_error_raises_and_stores_nothing(db_file: Path, reader: SqlEventStore) -> None:
+    # Given a database that accepts the first row of a batch and then fails
+    ingest.handler(load_event("sqs_sns_test_event.json"), context())  # creates the schema
+    with sqlite3.connect(db_file) as connection:
+        connection.execute(
+            "CREATE TRIGGER fail_second_row BEFORE INSERT ON events WHEN NEW.position = 2 "
+            "BEGIN SELECT RAISE(ABORT, 'disk I/O error (simulated)'); END"
+        )
+    connection.close()
+    batch = load_event("sqs_sns_batch_realistic.json")
+    # When the consumer handles a batch
+    with pytest.raises(StorageError, match="nothing was stored"):
+        ingest.handler(batch, context())
+    # Then not even the first row was kept: the batch is all or nothing
+    assert list(reader.read()) == []
+    assert reader.objects(include_deleted=True) == []
+    # and once the database is healthy, SQS's redelivery of the batch stores it all
+    with sqlite3.connect(db_file) as connection:
+        connection.execute("DROP TRIGGER fail_second_row")
+    connection.close()
+    assert ingest.handler(batch, context()) == {"batchItemFailures": []}
+    assert len(list(reader.read())) == 7
+
+
+def test_a_database_without_its_events_table_raises(db_file: Path) -> None:
+    ingest.handler(load_event("sqs_sns_test_event.json"), context())  # creates the schema
+    with sqlite3.connect(db_file) as connection:
+        connection.execute("DROP TABLE events")
+    connection.close()
+    with pytest.raises(StorageError, match="no such table: events"):
+        ingest.handler(load_event("sqs_sns_put.json"), context())
+
+
+def test_works_without_powertools_variables(
+    db_file: Path, reader: SqlEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):
+        monkeypatch.delenv(name, raising=False)
+    assert ingest.handler(load_event("sqs_sns_put.json"), context()) == {"batchItemFailures": []}
+    assert len(list(reader.read())) == 1

@@ -1,0 +1,186 @@
+"""The hash chain: every stored column of every row, linked to the row before."""
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from eventstore.core.events import NewEvent, Source, StoredEvent
+from eventstore.core.hashing import (
+    GENESIS_HASH,
+    UnreadableRow,
+    canonical_row,
+    chain_hash,
+    verify_chain,
+)
+from tests.helpers import events_of, make_event
+
+RECORDED = datetime(2026, 3, 1, 12, 0, 1, 250000, tzinfo=UTC)
+
+
+def build_chain(events: list[NewEvent]) -> list[StoredEvent]:
+    chain: list[StoredEvent] = []
+    previous = GENESIS_HASH
+    for position, event in enumerate(events, start=1):
+        record_json = json.dumps(event.record, separators=(",", ":"))
+        digest = chain_hash(previous, position, event, record_json, RECORDED)
+        chain.append(StoredEvent(position, event, record_json, RECORDED, digest))
+        previous = digest
+    return chain
+
+
+def sample_chain() -> list[StoredEvent]:
+    return build_chain(events_of("sqs_sns_batch_realistic.json"))
+
+
+def test_an_intact_chain_verifies() -> None:
+    chain = sample_chain()
+    result = verify_chain(chain)
+    assert result.ok
+    assert result.checked == len(chain)
+    assert result.head_position == len(chain)
+    assert result.reason is None
+
+
+def test_an_empty_log_verifies() -> None:
+    result = verify_chain([])
+    assert result.ok
+    assert result.checked == 0
+    assert result.head_position == 0
+
+
+def test_the_first_row_links_to_the_genesis_hash() -> None:
+    (first, *_) = sample_chain()
+    assert first.hash == chain_hash(GENESIS_HASH, 1, first.event, first.record_json, RECORDED)
+    assert len(first.hash) == 64
+
+
+# Every column of NewEvent that is stored (the record is stored as record_json).
+EVENT_CHANGES: dict[str, Any] = {
+    "event_id": "0" * 32,
+    "event_name": "ObjectRemoved:Delete",
+    "event_time": datetime(2026, 3, 1, 9, 15, 2, 115000, tzinfo=UTC),
+    "bucket": "acme-other",
+    "key": "orders/2026/03/01/order-7781.JSON",
+    "version_id": "forged",
+    "sequencer": "0065E19B2E4F6A8C0F",
+    "size": 1,
+    "etag": "forged",
+    "principal_id": "AWS:AIDAFORGED",
+    "source_ip": "198.51.100.1",
+    "request_id": "FORGED",
+    "region": "us-east-1",
+    "source": Source.ARCHIVE,
+    "causation_id": "forged",
+    "correlation_id": "forged",
+}
+
+
+def test_every_stored_field_is_named_in_the_changes() -> None:
+    names = {f.name for f in dataclasses.fields(NewEvent)} - {"record"}
+    assert names == set(EVENT_CHANGES)
+
+
+@pytest.mark.parametrize("field", sorted(EVENT_CHANGES))
+def test_a_changed_column_breaks_the_chain_at_its_row(field: str) -> None:
+    # Given an intact chain
+    chain = sample_chain()
+    # When one column of row 3 is changed
+    victim = chain[2]
+    changed = dataclasses.replace(victim.event, **{field: EVENT_CHANGES[field]})
+    assert canonical_row(3, changed, victim.record_json, RECORDED) != canonical_row(
+        3, victim.event, victim.record_json, RECORDED
+    )
+    chain[2] = dataclasses.replace(victim, event=changed)
+    # Then verification names row 3
+    result = verify_chain(chain)
+    assert not result.ok
+    assert result.first_bad_position == 3
+    assert result.checked == 2
+
+
+def test_a_sub_millisecond_time_change_breaks_the_chain() -> None:
+    chain = sample_chain()
+    victim = chain[0]
+    nudged = victim.event.event_time + timedelta(microseconds=1)
+    chain[0] = dataclasses.replace(
+        victim, event=dataclasses.replace(victim.event, event_time=nudged)
+    )
+    assert verify_chain(chain).first_bad_position == 1
+
+
+def test_a_changed_record_breaks_the_chain() -> None:
+    chain = sample_chain()
+    victim = chain[4]
+    record = json.loads(victim.record_json)
+    record["userIdentity"]["principalId"] = "AWS:AIDAFORGED"
+    chain[4] = dataclasses.replace(victim, record_json=json.dumps(record, separators=(",", ":")))
+    assert verify_chain(chain).first_bad_position == 5
+
+
+def test_a_changed_recorded_at_breaks_the_chain() -> None:
+    chain = sample_chain()
+    chain[1] = dataclasses.replace(chain[1], recorded_at=RECORDED + timedelta(seconds=1))
+    assert verify_chain(chain).first_bad_position == 2
+
+
+def test_a_changed_hash_breaks_the_chain() -> None:
+    chain = sample_chain()
+    chain[5] = dataclasses.replace(chain[5], hash="f" * 64)
+    assert verify_chain(chain).first_bad_position == 6
+
+
+def test_a_deleted_row_is_found() -> None:
+    chain = sample_chain()
+    del chain[3]
+    result = verify_chain(chain)
+    assert result.first_bad_position == 4
+    assert "expected position 4, found 5" in str(result.reason)
+
+
+def test_a_deleted_last_row_cannot_be_seen_by_the_chain_alone() -> None:
+    # Truncation at the head leaves a valid shorter chain: the head position is reported
+    chain = sample_chain()
+    result = verify_chain(chain[:-1])
+    assert result.ok
+    assert result.head_position == len(chain) - 1
+
+
+def test_rows_swapped_with_their_positions_break_the_chain() -> None:
+    chain = sample_chain()
+    chain[2], chain[3] = chain[3], chain[2]
+    assert verify_chain(chain).first_bad_position == 3
+
+
+def test_rows_swapped_but_renumbered_break_the_chain() -> None:
+    chain = sample_chain()
+    third, fourth = chain[2], chain[3]
+    chain[2] = dataclasses.replace(fourth, position=3)
+    chain[3] = dataclasses.replace(third, position=4)
+    assert verify_chain(chain).first_bad_position == 3
+
+
+def test_an_inserted_forged_row_is_found() -> None:
+    chain = sample_chain()
+    forged_event = make_event("ObjectRemoved:Delete", sequencer="0065E19D2BD4F6A8CB")
+    forged = StoredEvent(3, forged_event, "{}", RECORDED, chain[1].hash)
+    renumbered = [dataclasses.replace(s, position=s.position + 1) for s in chain[2:]]
+    result = verify_chain([*chain[:2], forged, *renumbered])
+    assert result.first_bad_position == 3
+
+
+def test_an_unreadable_row_is_reported_at_its_position() -> None:
+    chain = sample_chain()
+    result = verify_chain([*chain[:2], UnreadableRow(3, "row cannot be read back: bad time")])
+    assert not result.ok
+    assert result.first_bad_position == 3
+    assert result.reason == "row cannot be read back: bad time"
+
+
+def test_the_chain_depends_on_the_previous_hash() -> None:
+    event = make_event("ObjectCreated:Put", sequencer="0010")
+    assert chain_hash(GENESIS_HASH, 1, event, "{}", RECORDED) != chain_hash(
+        "1" * 64, 1, event, "{}", RECORDED
+    )
