@@ -123,7 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--since", metavar="TIME")
     replay.add_argument("--until", metavar="TIME")
     replay.add_argument("--type", action="append", default=[], metavar="NAME")
+    replay.add_argument("--endpoint-url", metavar="URL",
+                        help="with archive / s3 / sqs: the AWS endpoint (a moto server, MinIO)")
+    replay.add_argument("--region", help="with archive / s3 / sqs: the AWS region")
     replay.set_defaults(run=cmd_replay)
+
+    demo = commands.add_parser(
+        "demo", help="the whole fan-out on this machine (moto server), into a fresh SQLite log",
+        description="Runs the S3 -> SNS -> SQS -> Lambda fan-out locally and leaves the log in "
+        "--db (a SQLite file, default ./eventstore.db; a previous demo log there is replaced).",
+    )  # fmt: skip
+    demo.add_argument("--template", metavar="FILE", help="template (default: infra/template.yaml)")
+    demo.set_defaults(run=cmd_demo)
 
     return parser
 
@@ -357,11 +368,41 @@ def replay_from_log(args: argparse.Namespace) -> int:
     return _rebuild(runner, names, query, dry_run=False)
 
 
-REPLAY_SOURCES: dict[str, Callable[[argparse.Namespace], int]] = {"log": replay_from_log}
+def replay_from_aws(args: argparse.Namespace) -> int:
+    """Back-fill the log from the archive bucket, S3's version listing or an SQS queue."""
+    from eventstore.replay.command import run_replay
+
+    only_log = [f"--{n}" for n in ("projection", "bucket", "prefix", "type") if getattr(args, n)]
+    if only_log:
+        raise ConfigurationError(f"{', '.join(only_log)} apply only to --from log")
+    return run_replay(
+        args.source,
+        args.target,
+        store=lambda: _store(args),
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+        since=parse_option_time(args.since, "--since") if args.since else None,
+        until=parse_option_time(args.until, "--until") if args.until else None,
+    )
+
+
+REPLAY_SOURCES: dict[str, Callable[[argparse.Namespace], int]] = {
+    "log": replay_from_log,
+    "archive": replay_from_aws,
+    "s3": replay_from_aws,
+    "sqs": replay_from_aws,
+}
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     return REPLAY_SOURCES[args.source](args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from eventstore.demo import run_demo  # noqa: PLC0415 - needs moto, only for this command
+
+    result = run_demo(args.db, template=args.template)
+    return EXIT_OK if result.verified else EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

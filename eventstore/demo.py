@@ -1,0 +1,429 @@
+"""`eventstore demo`: the whole fan-out on this machine. moto's server stands in for AWS, the
+resources come from infra/template.yaml, the consumers run under the local event-source
+mapping, and the resulting SQLite log is left behind for further `eventstore` commands."""
+
+import logging
+import os
+import shlex
+import socket
+import sqlite3
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import boto3
+
+from eventstore.aws.fanout import MOTO_SKIPPED_TYPES, create_fanout
+from eventstore.aws.poller import SqsPoller, drain, load_handler
+from eventstore.core.parsing import parse_sqs_body
+from eventstore.errors import ConfigurationError, MalformedMessageError
+from eventstore.output import (
+    CATALOG_FIELDS,
+    CATALOG_TABLE_FIELDS,
+    EVENT_FIELDS,
+    catalog_row,
+    event_row,
+    render,
+)
+from eventstore.store.database import parse_url
+from eventstore.store.sql import open_store
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
+    from eventstore.aws.fanout import Fanout, QueueInfo
+    from eventstore.aws.poller import Handler
+
+STACK_NAME = "eventstore-demo"
+DEMO_BUCKET = "eventstore-demo-data"
+HISTORY_KEY = "sales/2026/03/orders.csv"
+POLLERS_PER_QUEUE = 2
+DRAIN_TIMEOUT = 40.0
+HISTORY_FIELDS = ("position", "event_time", "event_name", "key", "size", "etag", "source")
+
+# The environment the consumers see, as Lambda would give it (credentials are moto's dummies).
+_LAMBDA_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",  # moto's placeholder
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+    "POWERTOOLS_DEV": "false",
+}
+
+
+@dataclass
+class DemoResult:
+    """What the demo did, for its caller (the tests read it)."""
+
+    db_url: str
+    seconds: float = 0.0
+    uploads: dict[str, int] = field(default_factory=dict)
+    queue_events: dict[str, Counter[str]] = field(default_factory=dict)
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    archived: int = 0
+    events: int = 0
+    verified: bool = False
+
+
+def run_demo(
+    db_url: str | None = None,
+    *,
+    template: Path | str | None = None,
+    out: TextIO | None = None,
+) -> DemoResult:
+    """Run the demo into the SQLite file `db_url` (default ./eventstore.db), printing to `out`."""
+    out = out or sys.stdout
+    started = time.monotonic()
+    path = _demo_database(db_url)
+    url = f"sqlite:///{path}"
+    replaced = _reset_database(path)
+    result = DemoResult(db_url=url)
+    say = _printer(out)
+    # moto is the demo's own dependency (extra "demo"), imported only when the demo runs.
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log between the output
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        env = {**_LAMBDA_ENVIRONMENT, "AWS_ENDPOINT_URL": endpoint, "EVENTSTORE_DB_URL": url}
+        with _environment(env):
+            say("eventstore demo: the S3 -> SNS -> SQS -> Lambda fan-out on this machine")
+            say(f"  embedded AWS   moto server at {endpoint} (stopped when the demo ends)")
+            say(
+                f"  event log      {path}"
+                + ("  (the previous demo log was replaced)" if replaced else "")
+            )
+            open_store(url)  # creates the schema by running the migrations
+            _run(result, endpoint, template, say, out)
+    finally:
+        server.stop()
+    result.seconds = time.monotonic() - started
+    say(f"\nDone in {result.seconds:.1f} s. Try next:")
+    db = shlex.quote(url)
+    for command in (
+        f"history {shlex.quote(f's3://{DEMO_BUCKET}/données/été/résumé.csv')}",
+        "events --type 'ObjectCreated:*' --prefix sales/",
+        "objects --include-deleted --format json",
+        "projections status",
+        "verify",
+    ):
+        say(f"  eventstore --db {db} {command}")
+    return result
+
+
+def _run(
+    result: DemoResult,
+    endpoint: str,
+    template: Path | str | None,
+    say: Callable[[str], None],
+    out: TextIO,
+) -> None:
+    fanout = create_fanout(
+        template_path=template,
+        parameters={"BucketName": DEMO_BUCKET, "CodeBucket": "not-used-locally"},
+        stack_name=STACK_NAME,
+        endpoint_url=endpoint,
+        skip_types=MOTO_SKIPPED_TYPES,
+    )
+    _describe_fanout(fanout, say)
+
+    session = boto3.session.Session(region_name=fanout.region)
+    s3: S3Client = session.client("s3", endpoint_url=endpoint)
+    sqs = session.client("sqs", endpoint_url=endpoint)
+    result.uploads = _upload(s3, fanout.buckets["Bucket"])
+    summary = ", ".join(f"{n} {k}{'' if n == 1 else 's'}" for k, n in result.uploads.items())
+    say(f"\n2. Changed the bucket s3://{fanout.buckets['Bucket']}: {summary}")
+
+    pollers: list[SqsPoller] = []
+    tallies: dict[str, Counter[str]] = {}
+    lock = threading.Lock()
+    for queue in fanout.source_queues():
+        consumer = fanout.consumer_of(queue.logical_id)
+        handler: Handler = _acknowledge  # a filtered queue without a function: just count
+        if consumer is not None:
+            os.environ.update(consumer.environment | {"EVENTSTORE_DB_URL": result.db_url})
+            handler = load_handler(consumer.handler)
+        source = fanout.event_source(queue.logical_id, concurrency=POLLERS_PER_QUEUE)
+        tallies[queue.logical_id] = Counter()
+        pollers.append(
+            SqsPoller(
+                sqs, source, _tallying(handler, tallies[queue.logical_id], lock), retry_after=1
+            )
+        )
+    drained = time.monotonic()
+    drain(pollers, timeout=DRAIN_TIMEOUT)
+    result.queue_events = tallies
+    for queue in fanout.source_queues():
+        dead = fanout.queue_for_dead_letters_of(queue.logical_id)
+        if dead is not None:
+            result.dead_letters[queue.logical_id] = _depth(sqs, dead)
+    _describe_queues(
+        fanout, pollers=pollers, tallies=tallies, result=result,
+        seconds=time.monotonic() - drained, say=say,
+    )  # fmt: skip
+
+    store = open_store(result.db_url)
+    history = [event_row(s) for s in store.history(fanout.buckets["Bucket"], HISTORY_KEY)]
+    say(f"\n4. History of s3://{fanout.buckets['Bucket']}/{HISTORY_KEY} (eventstore history)")
+    render(history, EVENT_FIELDS, "table", out, table_fields=HISTORY_FIELDS)
+    catalog = [catalog_row(e) for e in store.objects(include_deleted=True)]
+    say("\n5. The object catalog (eventstore objects --include-deleted)")
+    render(catalog, CATALOG_FIELDS, "table", out, table_fields=CATALOG_TABLE_FIELDS)
+
+    archive_bucket = fanout.buckets["ArchiveBucket"]
+    listing = s3.list_objects_v2(Bucket=archive_bucket).get("Contents", [])
+    result.archived = len(listing)
+    example = listing[0]["Key"] if listing else "(none)"
+    say(
+        f"\n6. Archive: {result.archived} raw notifications in s3://{archive_bucket}/,"
+        f" e.g. {example}"
+    )
+
+    verdict = store.verify()
+    result.events = verdict.checked
+    result.verified = verdict.ok
+    if verdict.ok:
+        say(f"\n7. verify: ok, hash chain intact over {verdict.checked} events")
+    else:
+        say(f"\n7. verify: BROKEN at position {verdict.first_bad_position}: {verdict.reason}")
+    store.engine.dispose()
+
+
+def _describe_fanout(fanout: "Fanout", say: Callable[[str], None]) -> None:
+    say(f"\n1. Created from infra/template.yaml (stack {fanout.stack_name}):")
+    say(f"  bucket s3://{fanout.buckets['Bucket']} -> topic {fanout.topics['Topic']}")
+    consumers = {c.queue: c for c in fanout.consumers}
+    for subscription in fanout.subscriptions:
+        queue = fanout.queues[subscription.queue]
+        dead = fanout.queue_for_dead_letters_of(queue.logical_id)
+        routing = (
+            "only " + ", ".join(_filtered_names(subscription.filter_policy))
+            if subscription.filter_policy
+            else "every event"
+        )
+        body = (
+            "S3 notification (raw delivery)"
+            if subscription.raw_message_delivery
+            else "SNS envelope"
+        )
+        consumer = consumers.get(queue.logical_id)
+        runs = (
+            f"{consumer.handler} (batch {consumer.batch_size},"
+            f" window {consumer.batching_window:g} s, {POLLERS_PER_QUEUE} pollers)"
+            if consumer
+            else "no function in the template: the demo reads and counts"
+        )  # fmt: skip
+        say(f"  queue {queue.name:<22} {routing}; body: {body}")
+        dead_name = dead.name if dead else "-"
+        say(f"  {'':<28} DLQ {dead_name} after {queue.max_receive_count} receives; {runs}")
+    if fanout.skipped:
+        say(f"  not created in moto: {', '.join(fanout.skipped)} (moto misreads their conditions)")
+
+
+def _filtered_names(policy: dict[str, Any] | None) -> list[str]:
+    names = (policy or {}).get("Records", {}).get("eventName", [])
+    return [str(n) for n in names]
+
+
+def _describe_queues(
+    fanout: "Fanout",
+    *,
+    pollers: list[SqsPoller],
+    tallies: dict[str, Counter[str]],
+    result: DemoResult,
+    seconds: float,
+    say: Callable[[str], None],
+) -> None:
+    say(f"\n3. Consumers drained every queue in {seconds:.1f} s; what each queue delivered:")
+    for queue, poller in zip(fanout.source_queues(), pollers, strict=True):
+        stats = poller.stats
+        names = ", ".join(
+            f"{name} x{count}" for name, count in sorted(tallies[queue.logical_id].items())
+        )
+        dead = result.dead_letters.get(queue.logical_id, 0)
+        say(
+            f"  {queue.name:<22} {stats.received:>3} messages in {stats.invocations:>2} batches, "
+            f"{stats.deleted:>3} deleted, {dead} dead-lettered: {names or '-'}"
+        )  # fmt: skip
+    say(
+        "  (moto emits an extra ObjectTagging:Put after every upload, and its records carry no"
+        " sequencer or versionId; real S3's do)"
+    )
+
+
+def _tallying(handler: "Handler", tally: Counter[str], lock: threading.Lock) -> "Handler":
+    """`handler`, counting the S3 event names each batch carries (test events included)."""
+
+    def counted(event: dict[str, Any], context: Any) -> Any:
+        names: list[str] = []
+        for record in event.get("Records", []):
+            try:
+                delivery = parse_sqs_body(record["body"], message_id=record["messageId"])
+            except MalformedMessageError:
+                names.append("(malformed)")
+                continue
+            names.extend(e.event_name for e in delivery.events)
+            names.extend(["s3:TestEvent (skipped)"] * delivery.skipped)
+        with lock:
+            tally.update(names)
+        return handler(event, context)
+
+    return counted
+
+
+def _acknowledge(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return {"batchItemFailures": []}
+
+
+def _depth(sqs: Any, queue: "QueueInfo") -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue.url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(v) for v in attributes.values())
+
+
+# --- the bucket's story -------------------------------------------------------------------------
+_CSV_V1 = "order_id,customer,amount\n1001,ACME,129.90\n1002,Globex,42.00\n"
+_CSV_V2 = _CSV_V1 + "1003,Initech,310.25\n1004,Umbrella,18.75\n"
+
+
+def _upload(s3: "S3Client", bucket: str) -> dict[str, int]:
+    """Puts, an overwrite, a copy, a tagging and deletes, with awkward keys. Returns counts."""
+    counts: Counter[str] = Counter()
+
+    def put(key: str, body: str, content_type: str) -> None:
+        s3.put_object(Bucket=bucket, Key=key, Body=body.encode("utf-8"), ContentType=content_type)
+        counts["new object"] += 1
+
+    put(HISTORY_KEY, _CSV_V1, "text/csv")
+    put("sales/2026/03/refunds.csv", "order_id,amount\n1002,42.00\n", "text/csv")
+    put(
+        "config/pipelines/daily.json",
+        '{"schedule": "0 2 * * *", "targets": ["sales/"]}',
+        "application/json",
+    )
+    put("reports/q1 summary.json", '{"quarter": "Q1", "revenue": 500.90}', "application/json")
+    put("données/été/résumé.csv", "ville,ventes\nLyon,12\nNantes,7\n", "text/csv")
+    put("exports/q1+q2 totals.csv", "quarter,total\nQ1,500.90\nQ2,0\n", "text/csv")
+    put(
+        "logs/app/2026-03-01.jsonl", '{"level": "info", "msg": "started"}\n', "application/x-ndjson"
+    )
+    put("tmp/scratch.json", '{"draft": true}', "application/json")
+    put(HISTORY_KEY, _CSV_V2, "text/csv")  # the overwrite: a second version
+    counts["overwrite"] += 1
+    counts["new object"] -= 1
+    s3.copy_object(
+        Bucket=bucket,
+        Key="backup/sales/2026-03-orders.csv",
+        CopySource={"Bucket": bucket, "Key": HISTORY_KEY},
+    )
+    counts["copy"] += 1
+    s3.put_object_tagging(
+        Bucket=bucket,
+        Key="reports/q1 summary.json",
+        Tagging={"TagSet": [{"Key": "classification", "Value": "internal"}]},
+    )
+    counts["tagging"] += 1
+    for key in ("tmp/scratch.json", "sales/2026/03/refunds.csv"):
+        # Versioned bucket: delete every version, so the object is gone for good (moto emits
+        # ObjectRemoved:Delete for the last one; it emits nothing for a delete marker).
+        versions = s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
+        for version in versions:
+            if version["Key"] == key:
+                s3.delete_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])
+        counts["permanent delete"] += 1
+    return dict(counts)
+
+
+# --- plumbing -----------------------------------------------------------------------------------
+def _demo_database(db_url: str | None) -> Path:
+    """The SQLite file the demo writes: --db if given (SQLite only), else ./eventstore.db.
+
+    $EVENTSTORE_DB_URL is deliberately not used: the demo replaces its database."""
+    if not db_url:
+        return Path.cwd() / "eventstore.db"
+    parsed = parse_url(db_url)
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not parsed.database
+        or parsed.database == ":memory:"
+    ):
+        raise ConfigurationError(
+            "the demo writes a SQLite file it may replace: give --db sqlite:///path/to/demo.db"
+        )
+    return Path(parsed.database).expanduser().resolve()
+
+
+def _reset_database(path: Path) -> bool:
+    """Remove a previous demo log at `path`; refuse to touch anything else. True if replaced."""
+    if not path.exists():
+        return False
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = {
+                r[0]
+                for r in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            buckets = (
+                {r[0] for r in connection.execute("SELECT DISTINCT bucket FROM events")}
+                if "events" in tables
+                else set()
+            )
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as error:
+        raise ConfigurationError(
+            f"{path} is not an event log the demo made ({error}); left alone"
+        ) from None
+    others = buckets - {DEMO_BUCKET}
+    if others or (tables and "events" not in tables):
+        raise ConfigurationError(
+            f"{path} holds events of other buckets ({', '.join(sorted(others))}), not a demo log: "
+            "left alone. Pass --db sqlite:///demo.db to run the demo elsewhere."
+            if others
+            else f"{path} is not an event log; left alone. Pass --db sqlite:///demo.db."
+        )
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the demo's duration; restore the previous ones after."""
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _printer(out: TextIO) -> Callable[[str], None]:
+    def say(text: str) -> None:
+        out.write(text + "\n")
+        out.flush()
+
+    return say
