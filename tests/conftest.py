@@ -9,6 +9,7 @@ import pytest
 
 from eventstore.store.database import create_engine, upgrade_schema
 from eventstore.store.sql import SqlEventStore
+from tests import postgres_server
 
 EVENTS_DIR = Path(__file__).parent / "events"
 
@@ -32,5 +33,35 @@ def sqlite_store(sqlite_url: str) -> Iterator[SqlEventStore]:
     """A store on a real SQLite file whose schema was built by running the migrations."""
     engine = create_engine(sqlite_url)
     upgrade_schema(engine)
+    yield SqlEventStore(engine)
+    engine.dispose()
+
+
+# -- PostgreSQL: one throwaway server per test session, one fresh database per test -----------
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[postgres_server.TestDatabases]:
+    """Databases on a throwaway server (or $EVENTSTORE_TEST_POSTGRES_URL). Without one the
+    test skips, except under CI=true, where it fails: CI must never pass by skipping."""
+    try:
+        with postgres_server.postgres_databases() as databases:
+            yield databases
+    except postgres_server.PostgresUnavailableError as error:
+        if postgres_server.running_in_ci():
+            pytest.fail(f"PostgreSQL is required under CI=true: {error}", pytrace=False)
+        pytest.skip(f"no PostgreSQL server: {error}")
+
+
+@pytest.fixture
+def postgres_url(postgres_databases: postgres_server.TestDatabases) -> Iterator[str]:
+    """The URL of a fresh database whose schema the migrations built; dropped afterwards."""
+    with postgres_databases.fresh() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_store(postgres_url: str) -> Iterator[SqlEventStore]:
+    engine = create_engine(postgres_url)
     yield SqlEventStore(engine)
     engine.dispose()

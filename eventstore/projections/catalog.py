@@ -1,7 +1,9 @@
 """The object catalog: the current state of every key, kept by the rules in core.objectstate."""
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,7 +15,7 @@ from eventstore.core.ordering import OrderKey
 from eventstore.projections.base import Projection, ProjectionContext
 from eventstore.store.schema import object_catalog, object_versions
 
-_CHUNK = 400  # (bucket, key) pairs per IN clause: well under SQLite's variable limit
+_CHUNK = 400  # keys per IN clause: well under SQLite's variable limit
 
 Key = tuple[str, str]
 
@@ -43,30 +45,60 @@ class ObjectCatalogProjection(Projection):
         save_states(context.connection, catalog, versions, states.values())
 
 
-def _chunks(keys: Iterable[Key]) -> Iterable[list[Key]]:
-    batch: list[Key] = []
-    for key in keys:
-        batch.append(key)
-        if len(batch) == _CHUNK:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _chunks(keys: Iterable[Key]) -> Iterator[dict[str, str | list[str]]]:
+    """The parameters of the statements below: one bucket and up to _CHUNK of its keys.
+
+    Not a (bucket, key) row-value IN list: SQLite (3.40) answers that with a scan of the
+    whole table, so every batch would cost as much as the catalog is large."""
+    by_bucket: dict[str, list[str]] = defaultdict(list)
+    for bucket, key in keys:
+        by_bucket[bucket].append(key)
+    for bucket, names in by_bucket.items():
+        for start in range(0, len(names), _CHUNK):
+            yield {"bucket": bucket, "keys": names[start : start + _CHUNK]}
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The statements over one pair of catalog tables (live, shadow or a projection's copy),
+    built once: building them costs more than running them for a small batch."""
+
+    select_versions: sa.Select[Any]
+    select_catalog: sa.Select[Any]
+    delete_versions: sa.Delete
+    delete_catalog: sa.Delete
+    insert_versions: sa.Insert
+    insert_catalog: sa.Insert
+
+
+@cache
+def _statements(catalog: sa.Table, versions: sa.Table) -> _Statements:
+    def of_keys(table: sa.Table) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            table.c.bucket == sa.bindparam("bucket"),
+            table.c.key.in_(sa.bindparam("keys", expanding=True)),
+        )
+
+    return _Statements(
+        select_versions=sa.select(versions).where(of_keys(versions)),
+        select_catalog=sa.select(catalog).where(of_keys(catalog)),
+        delete_versions=sa.delete(versions).where(of_keys(versions)),
+        delete_catalog=sa.delete(catalog).where(of_keys(catalog)),
+        insert_versions=sa.insert(versions),
+        insert_catalog=sa.insert(catalog),
+    )
 
 
 def load_states(
     connection: Connection, catalog: sa.Table, versions: sa.Table, keys: Iterable[Key]
 ) -> dict[Key, ObjectState]:
+    statements = _statements(catalog, versions)
     states: dict[Key, ObjectState] = {}
     version_rows: dict[Key, list[Any]] = defaultdict(list)
     for chunk in _chunks(keys):
-        for row in connection.execute(
-            sa.select(versions).where(sa.tuple_(versions.c.bucket, versions.c.key).in_(chunk))
-        ):
+        for row in connection.execute(statements.select_versions, chunk):
             version_rows[(row.bucket, row.key)].append(row)
-        catalog_rows = connection.execute(
-            sa.select(catalog).where(sa.tuple_(catalog.c.bucket, catalog.c.key).in_(chunk))
-        )
+        catalog_rows = connection.execute(statements.select_catalog, chunk)
         for row in catalog_rows:
             state = ObjectState(row.bucket, row.key)
             state.last_event_name = row.last_event_name
@@ -95,14 +127,11 @@ def save_states(
     connection: Connection, catalog: sa.Table, versions: sa.Table, states: Iterable[ObjectState]
 ) -> None:
     """Replace the stored rows of these keys with their folded state."""
+    statements = _statements(catalog, versions)
     states = list(states)
     for chunk in _chunks((s.bucket, s.key) for s in states):
-        connection.execute(
-            sa.delete(versions).where(sa.tuple_(versions.c.bucket, versions.c.key).in_(chunk))
-        )
-        connection.execute(
-            sa.delete(catalog).where(sa.tuple_(catalog.c.bucket, catalog.c.key).in_(chunk))
-        )
+        connection.execute(statements.delete_versions, chunk)
+        connection.execute(statements.delete_catalog, chunk)
     version_rows = [
         {
             "bucket": state.bucket,
@@ -144,6 +173,6 @@ def save_states(
             }
         )
     if version_rows:
-        connection.execute(sa.insert(versions), version_rows)
+        connection.execute(statements.insert_versions, version_rows)
     if catalog_rows:
-        connection.execute(sa.insert(catalog), catalog_rows)
+        connection.execute(statements.insert_catalog, catalog_rows)

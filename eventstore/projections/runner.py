@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from eventstore.core.events import StoredEvent
@@ -32,6 +33,7 @@ from eventstore.store.sql import APPEND_LOCK_ID, SqlEventStore, describe_error
 logger = logging.getLogger(__name__)
 
 SHADOW_SUFFIX = "__rebuild"
+BUSY = "busy"  # another runner holds the projection's checkpoint just now
 DRY_RUN_SUFFIX = "__dryrun"
 checkpoints = projection_checkpoints
 
@@ -169,26 +171,48 @@ class ProjectionRunner:
     ) -> list[RunReport]:
         """Bring every projection to the head, or as far as the deadline (time.monotonic())
         allows. New and re-versioned projections are (re)built into shadow tables."""
+        head = self.store.head_position()
+        with self.store.engine.connect() as connection:
+            rows = {row.name: row for row in connection.execute(sa.select(checkpoints))}
         reports = []
         for projection in self.projections:
+            row = rows.get(projection.name)
+            if _is_current(projection, row, head):
+                reports.append(RunReport(projection.name, caught_up=True))
+                continue
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            reports.append(self._run(projection, deadline, progress))
+            prepared = _is_live_and_current_version(projection, row)
+            reports.append(
+                self._run(projection, deadline, progress, wait=False, prepared=prepared)
+            )
         return reports
 
     def _run(
-        self, projection: Projection, deadline: float | None, progress: Progress | None
+        self,
+        projection: Projection,
+        deadline: float | None,
+        progress: Progress | None,
+        *,
+        wait: bool = True,
+        prepared: bool = False,
     ) -> RunReport:
+        """Fold chunks until caught up (or the deadline). With `wait` False, a projection
+        another runner is folding right now (many Lambda containers catch up at once) is
+        left to that runner instead of queueing behind it."""
         report = RunReport(projection.name)
         try:
-            self._prepare(projection)
+            if not prepared and not self._prepare(projection, wait=wait):
+                return report
             while deadline is None or time.monotonic() < deadline:
-                applied, done, error = self._step(projection)
+                applied, done, error = self._step(projection, wait=wait)
                 report.applied += applied
                 if progress is not None and applied:
                     progress.advance(applied)
                 if error is not None:
                     report.error = error
+                    break
+                if done == BUSY:
                     break
                 if done:
                     report.caught_up = True
@@ -198,24 +222,30 @@ class ProjectionRunner:
             raise StorageError(f"projection {projection.name}: {error.orig}") from error
         return report
 
-    def _lock_row(self, connection: Connection, name: str) -> Any:
+    def _lock_row(self, connection: Connection, name: str, *, wait: bool = True) -> Any:
+        """The checkpoint row, locked for this transaction (SQLite: every writer already is).
+        With `wait` False, None also when another transaction holds it."""
         statement = sa.select(checkpoints).where(checkpoints.c.name == name)
         if connection.dialect.name == "postgresql":
-            statement = statement.with_for_update()
+            statement = statement.with_for_update(skip_locked=not wait)
         return connection.execute(statement).first()
 
-    def _prepare(self, projection: Projection) -> None:
-        """Start a rebuild where the projection is new, re-versioned, or its shadow is gone."""
+    def _prepare(self, projection: Projection, *, wait: bool = True) -> bool:
+        """Start a rebuild where the projection is new, re-versioned, or its shadow is gone.
+        False when another runner holds the projection (only when not waiting)."""
         version = projection.effective_version
         with self.store.write() as connection:
-            row = self._lock_row(connection, projection.name)
+            row = self._lock_row(connection, projection.name, wait=wait)
             if row is None:
-                connection.execute(
-                    sa.insert(checkpoints).values(
+                # Two containers may meet a new projection at once: the first creates it.
+                created = connection.execute(
+                    _insert_ignoring_conflict(connection).values(
                         name=projection.name, version=0, position=0, updated_at=_now(),
                         rebuild_version=version, rebuild_position=0,
-                    )
-                )  # fmt: skip
+                    ).returning(checkpoints.c.name)
+                ).first()  # fmt: skip
+                if created is None:
+                    return False
                 self._create_shadow(connection, projection)
             elif row.rebuild_version is not None:
                 shadow_missing = not all(
@@ -226,6 +256,7 @@ class ProjectionRunner:
                     self._restart_rebuild(connection, projection, row.rebuild_filter)
             elif row.version != version:
                 self._restart_rebuild(connection, projection, row.live_filter)
+        return True
 
     def _create_shadow(self, connection: Connection, projection: Projection) -> None:
         for table in suffixed_tables(projection, SHADOW_SUFFIX).values():
@@ -246,12 +277,14 @@ class ProjectionRunner:
             )
         )  # fmt: skip
 
-    def _step(self, projection: Projection) -> tuple[int, str | None, str | None]:
-        """Fold one chunk. Returns (events applied, "caught-up"/"swapped"/None, error)."""
+    def _step(
+        self, projection: Projection, *, wait: bool = True
+    ) -> tuple[int, str | None, str | None]:
+        """Fold one chunk. Returns (events applied, "caught-up"/"swapped"/BUSY/None, error)."""
         with self.store.write() as connection:
-            row = self._lock_row(connection, projection.name)
+            row = self._lock_row(connection, projection.name, wait=wait)
             if row is None:
-                return 0, "caught-up", None
+                return 0, "caught-up" if wait else BUSY, None
             rebuilding = row.rebuild_version is not None
             after = row.rebuild_position if rebuilding else row.position
             event_filter = EventQuery.from_json(row.rebuild_filter if rebuilding else row.live_filter)
@@ -259,22 +292,24 @@ class ProjectionRunner:
                 suffixed_tables(projection, SHADOW_SUFFIX) if rebuilding else live_tables(projection)
             )
             events = list(self.store.read_in(connection, after=after, limit=self.chunk))
-            if not events and not rebuilding:
-                return 0, "caught-up", None
-            if not events:
-                # Caught up: take the append lock, fold what arrived meanwhile, then swap.
-                if connection.dialect.name == "postgresql":
-                    connection.execute(sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK_ID)))
-                events = list(self.store.read_in(connection, after=after, limit=None))
+            if not rebuilding or len(events) == self.chunk:
                 applied, error = self._fold(connection, projection, tables, events, event_filter)
+                self._record(connection, projection, rebuilding, events, applied, error)
                 if error is not None:
-                    self._record(connection, projection, rebuilding, events, applied, error)
                     return applied, None, error[1]
-                self._swap(connection, projection, row, events[-1].position if events else after)
-                return len(events), "swapped", None
+                # A short chunk reached the head: no need for another transaction to see that.
+                return applied, None if len(events) == self.chunk else "caught-up", None
+            # The rebuild reached the head: take the append lock so the head stays put, fold
+            # what arrived meanwhile, and swap the shadow tables in, all in this transaction.
+            if connection.dialect.name == "postgresql":
+                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK_ID)))
+            events = list(self.store.read_in(connection, after=after, limit=None))
             applied, error = self._fold(connection, projection, tables, events, event_filter)
-            self._record(connection, projection, rebuilding, events, applied, error)
-            return applied, None, error[1] if error else None
+            if error is not None:
+                self._record(connection, projection, rebuilding, events, applied, error)
+                return applied, None, error[1]
+            self._swap(connection, projection, row, events[-1].position if events else after)
+            return len(events), "swapped", None
 
     def _fold(
         self,
@@ -506,5 +541,29 @@ def _reraise_if_connection_lost(error: Exception) -> None:
         raise error
 
 
+def _is_live_and_current_version(projection: Projection, row: Any) -> bool:
+    return (
+        row is not None
+        and row.rebuild_version is None
+        and row.version == projection.effective_version
+    )
+
+
+def _is_current(projection: Projection, row: Any, head: int) -> bool:
+    """Live, of the code's version, healthy and at the head: nothing to do."""
+    return (
+        _is_live_and_current_version(projection, row)
+        and row.last_error is None
+        and row.position >= head
+    )
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _insert_ignoring_conflict(connection: Connection) -> Any:
+    """INSERT INTO projection_checkpoints ... ON CONFLICT (name) DO NOTHING."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(checkpoints).on_conflict_do_nothing(index_elements=["name"])
+    return sqlite.insert(checkpoints).on_conflict_do_nothing(index_elements=["name"])

@@ -82,19 +82,51 @@ def _sqlite_engine(url: URL) -> Engine:
 def _postgres_engine(url: URL, pool: str | None) -> Engine:
     options: dict[str, Any] = {
         "pool_pre_ping": True,
-        "connect_args": {"connect_timeout": 10},
+        # Appends rely on each statement seeing every transaction committed before it began
+        # (see sql.py): stated per transaction ("BEGIN ISOLATION LEVEL ..."), not per session.
+        "isolation_level": "READ COMMITTED",
+        "connect_args": {
+            "connect_timeout": 10,
+            # No server-side prepared statements: they are session state, which pins an RDS
+            # Proxy connection (and breaks transaction-mode PgBouncer).
+            "prepare_threshold": None,
+            # Notice a dead peer within about a minute instead of the kernel's two hours.
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        },
     }
     if pool == "null":
         options["poolclass"] = sa.pool.NullPool  # e.g. behind RDS Proxy, which pools for us
+    elif pool not in (None, "", "single"):
+        raise ConfigurationError(f"EVENTSTORE_DB_POOL={pool!r}: use 'null' or leave it unset")
     else:
         # One Lambda container handles one invocation at a time: one connection is enough.
         options.update(pool_size=1, max_overflow=0, pool_recycle=300)
     try:
-        return sa.create_engine(url, **options)
+        engine = sa.create_engine(url, **options)
     except NoSuchModuleError:
         raise ConfigurationError(
             "PostgreSQL needs psycopg: pip install 's3-eventstore[postgres]'"
         ) from None
+    timeouts = {
+        "statement_timeout": os.environ.get("EVENTSTORE_DB_STATEMENT_TIMEOUT") or "60s",
+        "lock_timeout": os.environ.get("EVENTSTORE_DB_LOCK_TIMEOUT") or "15s",
+    }
+    set_timeouts = sa.text(
+        "SELECT set_config('statement_timeout', :statement_timeout, true),"
+        " set_config('lock_timeout', :lock_timeout, true)"
+    )
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # Transaction-local (SET LOCAL), so nothing outlives the transaction: a pooler may
+        # hand the server connection to another client right after COMMIT.
+        if connection.get_execution_options().get(WRITE):
+            connection.execute(set_timeouts, timeouts)
+
+    return engine
 
 
 def current_revision(connection: Connection) -> str | None:

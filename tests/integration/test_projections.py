@@ -153,7 +153,9 @@ def test_interrupted_rebuild_resumes_where_it_stopped(db_url: str) -> None:
     calls = {"n": 0}
     original = KeyCounts.apply
 
-    def dying_apply(self: KeyCounts, context: ProjectionContext, events: Sequence[StoredEvent]) -> None:
+    def dying_apply(
+        self: KeyCounts, context: ProjectionContext, events: Sequence[StoredEvent]
+    ) -> None:
         calls["n"] += 1
         if calls["n"] == 4:
             raise Killed
@@ -165,7 +167,9 @@ def test_interrupted_rebuild_resumes_where_it_stopped(db_url: str) -> None:
             ProjectionRunner(store, chunk=5).rebuild(["key_counts"])
     finally:
         KeyCounts.apply = original  # type: ignore[method-assign]
-    stopped_at = {s.name: s for s in ProjectionRunner(store).status()}["key_counts"].rebuild_position
+    stopped_at = {s.name: s for s in ProjectionRunner(store).status()}[
+        "key_counts"
+    ].rebuild_position
     assert stopped_at == 15
     KeyCounts.applied_positions = []
     ProjectionRunner(store, chunk=5).rebuild(["key_counts"])
@@ -308,7 +312,9 @@ def _fresh_database(request: pytest.FixtureRequest, backend: str) -> Iterator[st
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(history=histories())
 def test_incremental_projections_equal_a_rebuild_from_scratch(
     request: pytest.FixtureRequest, backend: str, history: tuple[list[Any], list[int]]

@@ -1,0 +1,597 @@
+"""Ingest benchmark: Lambda SQS batches of SNS-wrapped S3 records through the real handler.
+
+    python bench/bench_ingest.py [--events N] [--quick] [--repeat R] [--dir DIR] [--json FILE]
+
+Contenders, each on a fresh SQLite file in a temporary folder, at batch sizes 10 and 1000
+(one transaction per batch):
+
+* ours     `consumers.ingest.handler` with a Lambda-like context: parse, identity, append,
+           hash chain, object catalog — everything the consumer does per invocation.
+* raw      `sqlite3.executemany` of the equivalent `events` rows, prepared before the clock
+           starts (same columns, same pragmas as our engine: WAL, synchronous=FULL, BEGIN
+           IMMEDIATE), with a random 32-hex unique event id. Two tables: "raw-min" (integer
+           primary key + the unique id index only) and "raw-same" (the DDL of our migrated
+           `events` table, with its four secondary indexes).
+* es       the `eventsourcing` library (PERSISTENCE_MODULE=eventsourcing.sqlite): one new
+           aggregate per S3 record, whose created event carries the decoded S3 record (one
+           stored event per record), `Application.save(*aggregates)` once per batch. It is
+           given the decoded records (JSON decoding of the SQS/SNS wrappers is not timed for
+           it), so the comparison is with its persistence alone.
+
+Also measured, each in fresh subprocesses: the import time of `consumers.ingest` and the
+first (cold) handler invocation, which pays for SQLAlchemy's lazy import and engine set-up.
+"""
+
+# ruff: noqa: PLC0415 -- imports are deferred on purpose: the environment is set first, and
+# each contender's libraries are loaded only when it runs (the cold-start child times them).
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import gc
+import hashlib
+import io
+import json
+import os
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from unittest import mock
+from urllib.parse import quote_plus
+
+ROOT = Path(__file__).resolve().parent.parent
+QUIET_ENV = {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}
+BATCH_SIZES = (10, 1000)
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:s3-events"
+QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:s3-events-ingest"
+EPOCH = datetime(2026, 3, 1, tzinfo=UTC)
+
+# -- synthetic S3 notifications ----------------------------------------------------------------
+
+_PREFIXES = (
+    "logs/app-server",
+    "raw/events/dt={day}",
+    "exports/finance reports",
+    "images/user+uploads",
+    "data/ünïcode/tables",
+)
+_PRINCIPALS = (
+    "AWS:AIDAJDPLRKLG7UEXAMPLE",
+    "AWS:AROAEXAMPLEROLEID:ingest-worker",
+    "AWS:AROAEXAMPLEROLEID:etl-job-42",
+    "A3NL1KOZZKEXAMPLE",
+)
+
+
+def _b64(rng: random.Random, length: int) -> str:
+    return base64.b64encode(rng.randbytes(length)).decode("ascii")
+
+
+def _version_id(rng: random.Random) -> str:
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._"
+    return "".join(rng.choice(alphabet) for _ in range(32))
+
+
+def make_records(count: int, *, seed: int, start: int = 0) -> list[dict[str, Any]]:
+    """`count` realistic S3 event records (eventVersion 2.1, ~1 KB each) for versioned
+    buckets: mostly creates of distinct keys under a few prefixes, some overwrites and
+    deletes (delete markers) of keys created earlier, every one with a sequencer, version
+    id, principal, source IP and request ids. Keys are form-URL-encoded as S3 sends them."""
+    rng = random.Random(seed)
+    created: list[tuple[str, str]] = []
+    records: list[dict[str, Any]] = []
+    for index in range(start, start + count):
+        when = EPOCH + timedelta(milliseconds=37 * index)
+        roll = rng.random()
+        if created and roll < 0.10:
+            bucket, key = created[rng.randrange(len(created))]
+            name = "ObjectRemoved:DeleteMarkerCreated"
+        elif created and roll < 0.15:
+            bucket, key = created[rng.randrange(len(created))]
+            name = "ObjectCreated:Put"
+        else:
+            bucket = f"acme-data-lake-{rng.choice(('prod', 'staging'))}"
+            prefix = rng.choice(_PREFIXES).format(day=when.strftime("%Y-%m-%d"))
+            key = f"{prefix}/{when:%Y/%m/%d}/host-{rng.randrange(64):02d}/part-{index:07d}.json.gz"
+            name = rng.choice(
+                ("ObjectCreated:Put",) * 8
+                + ("ObjectCreated:CompleteMultipartUpload", "ObjectCreated:Copy")
+            )
+            created.append((bucket, key))
+        obj: dict[str, Any] = {"key": quote_plus(key, safe="/")}
+        if not name.startswith("ObjectRemoved:"):
+            obj["size"] = rng.randrange(1, 512 * 1024 * 1024)
+            obj["eTag"] = rng.randbytes(16).hex()
+        obj["versionId"] = _version_id(rng)
+        obj["sequencer"] = f"{0x0062E99A88DC400000 + 4099 * index:018X}"
+        records.append(
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": REGION,
+                "eventTime": when.strftime("%Y-%m-%dT%H:%M:%S.")
+                + f"{when.microsecond // 1000:03d}Z",
+                "eventName": name,
+                "userIdentity": {"principalId": rng.choice(_PRINCIPALS)},
+                "requestParameters": {
+                    "sourceIPAddress": f"203.0.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+                },
+                "responseElements": {
+                    "x-amz-request-id": rng.randbytes(8).hex().upper(),
+                    "x-amz-id-2": _b64(rng, 57),
+                },
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "configurationId": "s3-events-to-sns",
+                    "bucket": {
+                        "name": bucket,
+                        "ownerIdentity": {"principalId": "A3NL1KOZZKEXAMPLE"},
+                        "arn": f"arn:aws:s3:::{bucket}",
+                    },
+                    "object": obj,
+                },
+            }
+        )
+    return records
+
+
+def sqs_event(records: list[dict[str, Any]], rng: random.Random) -> dict[str, Any]:
+    """A Lambda SQS event: one message per S3 record (as S3 sends them), each body an SNS
+    notification whose Message is the S3 notification."""
+    messages = []
+    for record in records:
+        sent = int((EPOCH - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1000)
+        notification = {
+            "Type": "Notification",
+            "MessageId": str(uuid.UUID(bytes=rng.randbytes(16))),
+            "TopicArn": TOPIC_ARN,
+            "Subject": "Amazon S3 Notification",
+            "Message": json.dumps({"Records": [record]}),
+            "Timestamp": record["eventTime"],
+            "SignatureVersion": "1",
+            "Signature": _b64(rng, 256),
+            "SigningCertURL": f"https://sns.{REGION}.amazonaws.com/SimpleNotificationService-"
+            "9c6465fa7f48f5cacd23014631ec1136.pem",
+            "UnsubscribeURL": f"https://sns.{REGION}.amazonaws.com/?Action=Unsubscribe"
+            f"&SubscriptionArn={TOPIC_ARN}:{uuid.UUID(bytes=rng.randbytes(16))}",
+        }
+        body = json.dumps(notification)
+        messages.append(
+            {
+                "messageId": str(uuid.UUID(bytes=rng.randbytes(16))),
+                "receiptHandle": "AQEB" + _b64(rng, 150),
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": str(sent),
+                    "SenderId": "AIDAIT2UOQQY3AUEKVGXU",
+                    "ApproximateFirstReceiveTimestamp": str(sent + 5),
+                },
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": QUEUE_ARN,
+                "awsRegion": REGION,
+            }
+        )
+    return {"Records": messages}
+
+
+def batches_of(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+@dataclass
+class LambdaContext:
+    """What the Lambda runtime passes as `context`, as far as the handler and Powertools look."""
+
+    aws_request_id: str
+    function_name: str = "s3-eventstore-ingest"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:s3-eventstore-ingest"
+    memory_limit_in_mb: int = 1024
+    log_group_name: str = "/aws/lambda/s3-eventstore-ingest"
+    log_stream_name: str = "2026/03/01/[$LATEST]0123456789abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+# -- contenders ---------------------------------------------------------------------------------
+
+WARMUP = 10  # events appended (not timed) before the clock starts, by every contender
+
+
+@contextlib.contextmanager
+def frozen_gc() -> Iterator[None]:
+    """Keep the benchmark's own inputs (tens of MB of prepared batches) out of the cyclic
+    garbage collector's way while the clock runs, for every contender alike."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+@contextlib.contextmanager
+def projections(which: str) -> Iterator[None]:
+    """Which projections the store runs: `all` the built-ins, as deployed; `catalog` only the
+    object catalog, the path issue 2 describes (parse, identity, append, hash, catalog)."""
+    if which == "all":
+        yield
+        return
+    from eventstore.projections import registry
+    from eventstore.projections.catalog import ObjectCatalogProjection
+
+    with mock.patch.object(registry, "builtin_projections", lambda: [ObjectCatalogProjection()]):
+        yield
+
+
+def run_ours(
+    workdir: Path,
+    records: list[dict[str, Any]],
+    batch: int,
+    *,
+    which: str = "all",
+    prefill: int = 0,
+) -> float:
+    """Invoke the handler once per batch, as Lambda would; time only the invocations."""
+    os.environ.update(QUIET_ENV)
+    os.environ["EVENTSTORE_DB_URL"] = f"sqlite:///{workdir / 'ours.db'}"
+    from consumers.ingest import handler
+
+    rng = random.Random(7)
+    quiet = io.StringIO()  # Powertools prints its metrics blob even when they are disabled
+    with projections(which), contextlib.redirect_stdout(quiet):
+        warm = make_records(WARMUP, seed=99, start=10_000_000)
+        handler(sqs_event(warm, rng), LambdaContext("warm-up"))
+        for number, chunk in enumerate(
+            batches_of(make_records(prefill, seed=3, start=20_000_000), 1000)
+        ):
+            handler(sqs_event(chunk, rng), LambdaContext(f"prefill-{number}"))
+        invocations = [sqs_event(chunk, rng) for chunk in batches_of(records, batch)]
+        contexts = [LambdaContext(str(uuid.UUID(int=i + 1))) for i in range(len(invocations))]
+        with frozen_gc():
+            started = time.perf_counter()
+            for event, context in zip(invocations, contexts, strict=True):
+                response = handler(event, context)
+                if response["batchItemFailures"]:
+                    raise RuntimeError(f"handler failed messages: {response}")
+            elapsed = time.perf_counter() - started
+    _check_ours(workdir / "ours.db", len(records) + WARMUP + prefill)
+    return elapsed
+
+
+def _check_ours(path: Path, expected: int) -> None:
+    with sqlite3.connect(path) as db:
+        (count,) = db.execute("SELECT count(*) FROM events").fetchone()
+        (catalog,) = db.execute("SELECT count(*) FROM object_catalog").fetchone()
+    if count != expected or not catalog:
+        raise RuntimeError(f"expected {expected} events stored, found {count} ({catalog} keys)")
+
+
+def _raw_rows(
+    records: list[dict[str, Any]], rng: random.Random, first: int
+) -> list[tuple[Any, ...]]:
+    recorded_at = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
+    rows = []
+    for position, record in enumerate(records, start=first):
+        obj = record["s3"]["object"]
+        bucket = record["s3"]["bucket"]["name"]
+        key = obj["key"]
+        rows.append(
+            (
+                position,
+                rng.randbytes(16).hex(),  # random unique id, like our derived ids
+                f"s3://{bucket}/{key}",
+                record["eventName"],
+                record["eventTime"].replace("T", " ").rstrip("Z") + "000",
+                bucket,
+                key,
+                obj.get("versionId"),
+                obj.get("sequencer"),
+                obj.get("size"),
+                obj.get("eTag"),
+                record["userIdentity"]["principalId"],
+                record["requestParameters"]["sourceIPAddress"],
+                record["responseElements"]["x-amz-request-id"],
+                record["awsRegion"],
+                "sqs+sns",
+                str(uuid.UUID(bytes=rng.randbytes(16))),
+                str(uuid.UUID(bytes=rng.randbytes(16))),
+                json.dumps(record, ensure_ascii=False, separators=(",", ":")),
+                recorded_at,
+                rng.randbytes(32).hex(),
+            )
+        )
+    return rows
+
+
+RAW_MIN_DDL = [
+    """CREATE TABLE events (
+        position INTEGER PRIMARY KEY, event_id VARCHAR(64) NOT NULL UNIQUE,
+        stream TEXT NOT NULL, event_name TEXT NOT NULL, event_time DATETIME NOT NULL,
+        bucket TEXT NOT NULL, key TEXT NOT NULL, version_id TEXT, sequencer VARCHAR(64),
+        size BIGINT, etag TEXT, principal_id TEXT, source_ip TEXT, request_id TEXT,
+        region TEXT, source VARCHAR(32) NOT NULL, causation_id TEXT, correlation_id TEXT,
+        record TEXT NOT NULL, recorded_at DATETIME NOT NULL, hash VARCHAR(64) NOT NULL)"""
+]
+
+
+def same_schema_ddl(workdir: Path) -> list[str]:
+    """The DDL of our `events` table and its indexes, as the migrations create them."""
+    from eventstore.store.database import create_engine, upgrade_schema
+
+    path = workdir / "schema.db"
+    engine = create_engine(f"sqlite:///{path}")
+    upgrade_schema(engine)
+    engine.dispose()
+    with sqlite3.connect(path) as db:
+        return [
+            sql
+            for (sql,) in db.execute(
+                "SELECT sql FROM sqlite_master WHERE tbl_name = 'events' AND sql IS NOT NULL"
+                " ORDER BY type DESC"  # the table before its indexes
+            )
+        ]
+
+
+def run_raw(workdir: Path, records: list[dict[str, Any]], batch: int, ddl: list[str]) -> float:
+    db = sqlite3.connect(workdir / "raw.db", isolation_level=None, timeout=60)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA busy_timeout=60000")
+    for statement in ddl:
+        db.execute(statement)
+    rng = random.Random(11)
+    insert = f"INSERT INTO events VALUES ({','.join('?' * 21)})"
+    warm = _raw_rows(make_records(WARMUP, seed=99, start=10_000_000), rng, 1)
+    chunks = batches_of(_raw_rows(records, rng, WARMUP + 1), batch)
+    db.execute("BEGIN IMMEDIATE")
+    db.executemany(insert, warm)
+    db.execute("COMMIT")
+    with frozen_gc():
+        started = time.perf_counter()
+        for rows in chunks:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(insert, rows)
+            db.execute("COMMIT")
+        elapsed = time.perf_counter() - started
+    db.close()
+    return elapsed
+
+
+def run_eventsourcing(workdir: Path, records: list[dict[str, Any]], batch: int) -> float:
+    from es_model import S3Event
+    from eventsourcing.application import Application
+
+    app = Application(
+        env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(workdir / "es.db")}
+    )
+    app.save(*(S3Event(r) for r in make_records(WARMUP, seed=99, start=10_000_000)))
+    chunks = batches_of(records, batch)
+    with frozen_gc():
+        started = time.perf_counter()
+        for chunk in chunks:
+            app.save(*(S3Event(record) for record in chunk))
+        elapsed = time.perf_counter() - started
+    (count,) = (
+        sqlite3.connect(workdir / "es.db").execute("SELECT count(*) FROM stored_events").fetchone()
+    )
+    app.close()
+    if count != len(records) + WARMUP:
+        raise RuntimeError(f"eventsourcing stored {count} events, expected {len(records) + WARMUP}")
+    return elapsed
+
+
+# -- import and cold-start ----------------------------------------------------------------------
+
+
+def _child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, **QUIET_ENV, **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def import_times(runs: int) -> dict[str, float]:
+    """Median over fresh interpreters: `-X importtime` cumulative time of consumers.ingest,
+    and the wall time of `import consumers.ingest` measured inside the process."""
+    cumulative, wall = [], []
+    for _ in range(runs):
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", "import consumers.ingest"],
+            capture_output=True, text=True, check=True, env=_child_env(), cwd=ROOT,
+        )  # fmt: skip
+        for line in result.stderr.splitlines():
+            parts = line.split("|")
+            if len(parts) == 3 and parts[2].strip() == "consumers.ingest":
+                cumulative.append(int(parts[1]) / 1000)
+        code = (
+            "import time; t = time.perf_counter(); import consumers.ingest;"
+            " print(time.perf_counter() - t)"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True, text=True, check=True, env=_child_env(), cwd=ROOT,
+        )  # fmt: skip
+        wall.append(float(result.stdout) * 1000)
+    return {
+        "importtime_ms": statistics.median(cumulative),
+        "import_wall_ms": statistics.median(wall),
+    }
+
+
+_COLD = """
+import json, sys, time
+sys.path.insert(0, BENCH_DIR)
+t0 = time.perf_counter()
+from consumers.ingest import handler
+t1 = time.perf_counter()
+sa_at_import = "sqlalchemy" in sys.modules
+import bench_ingest as b
+import random
+rng = random.Random(3)
+first = b.sqs_event(b.make_records(10, seed=5), rng)
+second = b.sqs_event(b.make_records(10, seed=6, start=100), rng)
+t2 = time.perf_counter()
+handler(first, b.LambdaContext("cold"))
+t3 = time.perf_counter()
+handler(second, b.LambdaContext("warm"))
+t4 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "cold": t3 - t2, "warm": t4 - t3,
+                  "sqlalchemy_loaded_by_import": sa_at_import}))
+"""
+
+
+def cold_starts(runs: int, workdir: Path) -> dict[str, float]:
+    """First and second handler invocation (batch of 10) in fresh interpreters, on an empty
+    SQLite file (the handler runs the migrations) and on an already migrated one."""
+    from eventstore.store.database import create_engine, upgrade_schema
+
+    found: dict[str, list[float]] = {}
+    for run in range(runs):
+        for label in ("migrated", "empty"):
+            path = workdir / f"cold-{label}-{run}.db"
+            if label == "migrated":
+                engine = create_engine(f"sqlite:///{path}")
+                upgrade_schema(engine)
+                engine.dispose()
+            code = _COLD.replace("BENCH_DIR", repr(str(ROOT / "bench")))
+            result = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                env=_child_env(EVENTSTORE_DB_URL=f"sqlite:///{path}"), cwd=ROOT,
+            )  # fmt: skip
+            data = json.loads(result.stdout.strip().splitlines()[-1])
+            if data["sqlalchemy_loaded_by_import"]:
+                found.setdefault("sqlalchemy_at_import", []).append(1.0)
+            for name in ("import", "cold", "warm"):
+                found.setdefault(f"{label}_{name}_ms", []).append(data[name] * 1000)
+    return {name: statistics.median(values) for name, values in found.items()}
+
+
+# -- driver -------------------------------------------------------------------------------------
+
+Runner = Callable[[Path, list[dict[str, Any]], int], float]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--events", type=int, default=20_000, help="events per contender and batch size"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="2000 events, one repeat, fewer import runs"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per measurement; the median is shown"
+    )
+    parser.add_argument("--dir", type=Path, default=None, help="folder for the SQLite files")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--skip-startup", action="store_true", help="skip import/cold-start timing")
+    parser.add_argument(
+        "--prefill", type=int, default=0, metavar="M",
+        help="also time ours at batch 1000 on a log already holding M events (scaling check)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    events = 2_000 if args.quick and args.events == 20_000 else args.events
+    repeat = 1 if args.quick else args.repeat
+    os.environ.update(QUIET_ENV)
+    sys.path.insert(0, str(ROOT))
+
+    base = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=args.dir))
+    records = make_records(events, seed=1)
+    size = statistics.mean(len(json.dumps(r)) for r in records)
+    print(
+        f"python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version}, {os.cpu_count()} cpus,"
+        f" load average {os.getloadavg()[0]:.1f}; files in {base}"
+    )
+    print(
+        f"{events} S3 records per run (mean {size:.0f} bytes each as JSON), one SQS message each,"
+        f" SNS-wrapped; median of {repeat} run(s), contenders interleaved"
+    )
+    print("logging: POWERTOOLS_LOG_LEVEL=WARNING, POWERTOOLS_METRICS_DISABLED=true (every run)")
+    ddl = same_schema_ddl(base)
+    contenders: dict[str, Runner] = {
+        "ours (all projections)": run_ours,
+        "ours (catalog only)": lambda w, r, b: run_ours(w, r, b, which="catalog"),
+        "raw-min": lambda w, r, b: run_raw(w, r, b, RAW_MIN_DDL),
+        "raw-same": lambda w, r, b: run_raw(w, r, b, ddl),
+        "eventsourcing": run_eventsourcing,
+    }
+    rates: dict[int, dict[str, float]] = {}
+    for batch in BATCH_SIZES:
+        samples: dict[str, list[float]] = {name: [] for name in contenders}
+        for run in range(repeat):
+            for number, (name, runner) in enumerate(contenders.items()):
+                workdir = base / f"b{batch}-r{run}-{number}"
+                workdir.mkdir()
+                samples[name].append(len(records) / runner(workdir, records, batch))
+        rates[batch] = {name: statistics.median(values) for name, values in samples.items()}
+
+    print()
+    print(f"{'batch':>5}  {'contender':<24} {'events/s':>9} {'ours/this':>10}")
+    for batch, r in rates.items():
+        for name, rate in r.items():
+            ratios = (
+                ""
+                if name.startswith("ours")
+                else "  ".join(f"{r[ours] / rate:.2f}" for ours in r if ours.startswith("ours"))
+            )
+            print(f"{batch:>5}  {name:<24} {rate:>9.0f} {ratios:>10}")
+    print("ours/this: (all projections)  (catalog only)")
+    print("targets: ours/eventsourcing >= 2.00 and ours/raw >= 0.50 at both batch sizes")
+    if args.prefill:
+        workdir = base / "prefilled"
+        workdir.mkdir()
+        rate = len(records) / run_ours(workdir, records, 1000, prefill=args.prefill)
+        print(
+            f"ours (all projections) at batch 1000 on a log already holding {args.prefill}"
+            f" events: {rate:.0f} events/s"
+        )
+
+    startup: dict[str, float] = {}
+    if not args.skip_startup:
+        runs = 3 if args.quick else 7
+        startup.update(import_times(runs))
+        startup.update(cold_starts(3 if args.quick else 5, base))
+        print()
+        print(
+            f"import consumers.ingest (median of {runs} fresh interpreters):"
+            f" -X importtime cumulative {startup['importtime_ms']:.0f} ms,"
+            f" wall {startup['import_wall_ms']:.0f} ms (target <= 300 ms)"
+        )
+        print(
+            "SQLAlchemy imported by `import consumers.ingest`:",
+            "yes" if startup.get("sqlalchemy_at_import") else "no (lazily, on first invocation)",
+        )
+        for label in ("migrated", "empty"):
+            print(
+                f"handler in a fresh process, {label} SQLite file: import"
+                f" {startup[f'{label}_import_ms']:.0f} ms, first invocation"
+                f" {startup[f'{label}_cold_ms']:.0f} ms,"
+                f" second {startup[f'{label}_warm_ms']:.1f} ms"
+                " (batch of 10)"
+            )
+    if args.json:
+        args.json.write_text(
+            json.dumps({"events": events, "rates": rates, "startup": startup}, indent=2)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
