@@ -33,6 +33,11 @@ class VersionState:
         return self.version_id or NULL_VERSION
 
 
+def _created(version: VersionState) -> OrderKey:
+    assert version.created is not None  # only live versions are compared
+    return version.created
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogEntry:
     """The current state of one key, as the object catalog shows it."""
@@ -90,13 +95,27 @@ class ObjectState:
         return changed
 
     def current_version(self) -> VersionState | None:
-        current: VersionState | None = None
-        for version in self.versions.values():
-            if not version.exists or version.created is None:
-                continue
-            if current is None or current.created is None or version.created.is_after(current.created):
-                current = version
-        return current
+        """The live version created last.
+
+        Picked with a total order, so the answer never depends on the order the versions
+        were loaded in: by sequencer when every live version has one (S3's own order), else
+        by creation time, then sequencer, then log position (a key whose history mixes
+        sequenced events with back-filled or S3-compatible ones)."""
+        live = [v for v in self.versions.values() if v.exists and v.created is not None]
+        if not live:
+            return None
+        created = [v.created for v in live if v.created is not None]
+        width = max((len(c.sequencer) for c in created if c.sequencer), default=0)
+
+        def padded(order: OrderKey) -> str:
+            return (order.sequencer or "").upper().ljust(width, "0")
+
+        if all(c.sequencer for c in created):
+            return max(live, key=lambda v: (padded(_created(v)), _created(v).position))
+        return max(
+            live,
+            key=lambda v: (_created(v).event_time, padded(_created(v)), _created(v).position),
+        )
 
     def entry(self) -> CatalogEntry | None:
         """The catalog row for this key; None until a state-changing event was seen."""

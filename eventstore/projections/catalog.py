@@ -1,13 +1,14 @@
 """The object catalog: the current state of every key, kept by the rules in core.objectstate."""
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
 
 from eventstore.core.events import Effect, StoredEvent
 from eventstore.core.objectstate import ObjectState, VersionState
@@ -36,13 +37,22 @@ class ObjectCatalogProjection(Projection):
         catalog, versions = context.table("object_catalog"), context.table("object_versions")
         keys = {(s.event.bucket, s.event.key) for s in relevant}
         states = load_states(context.connection, catalog, versions, keys)
-        for stored in relevant:
-            event = stored.event
-            state = states.setdefault(
-                (event.bucket, event.key), ObjectState(event.bucket, event.key)
-            )
-            state.apply(event, stored.position)
-        save_states(context.connection, catalog, versions, states.values())
+        changed = fold(states, relevant)
+        save_states(context.connection, catalog, versions, states, changed)
+
+
+def fold(states: dict[Key, ObjectState], events: Sequence[StoredEvent]) -> dict[Key, set[str]]:
+    """Apply events to the states (adding keys not seen before); return, per key, the
+    version slots that changed ("" for the key's summary)."""
+    changed: dict[Key, set[str]] = defaultdict(set)
+    for stored in events:
+        event = stored.event
+        key = (event.bucket, event.key)
+        state = states.get(key)
+        if state is None:
+            state = states[key] = ObjectState(event.bucket, event.key)
+        changed[key] |= state.apply(event, stored.position)
+    return {key: slots for key, slots in changed.items() if slots}
 
 
 def _chunks(keys: Iterable[Key]) -> Iterator[dict[str, str | list[str]]]:
@@ -65,10 +75,6 @@ class _Statements:
 
     select_versions: sa.Select[Any]
     select_catalog: sa.Select[Any]
-    delete_versions: sa.Delete
-    delete_catalog: sa.Delete
-    insert_versions: sa.Insert
-    insert_catalog: sa.Insert
 
 
 @cache
@@ -82,10 +88,6 @@ def _statements(catalog: sa.Table, versions: sa.Table) -> _Statements:
     return _Statements(
         select_versions=sa.select(versions).where(of_keys(versions)),
         select_catalog=sa.select(catalog).where(of_keys(catalog)),
-        delete_versions=sa.delete(versions).where(of_keys(versions)),
-        delete_catalog=sa.delete(catalog).where(of_keys(catalog)),
-        insert_versions=sa.insert(versions),
-        insert_catalog=sa.insert(catalog),
     )
 
 
@@ -124,14 +126,16 @@ def load_states(
 
 
 def save_states(
-    connection: Connection, catalog: sa.Table, versions: sa.Table, states: Iterable[ObjectState]
+    connection: Connection,
+    catalog: sa.Table,
+    versions: sa.Table,
+    states: Mapping[Key, ObjectState],
+    changed: Mapping[Key, set[str]],
 ) -> None:
-    """Replace the stored rows of these keys with their folded state."""
-    statements = _statements(catalog, versions)
-    states = list(states)
-    for chunk in _chunks((s.bucket, s.key) for s in states):
-        connection.execute(statements.delete_versions, chunk)
-        connection.execute(statements.delete_catalog, chunk)
+    """Write what changed: the changed version slots and the catalog rows of changed keys,
+    each as one INSERT ... ON CONFLICT DO UPDATE (an upsert) for the whole batch."""
+    if not changed:
+        return
     version_rows = [
         {
             "bucket": state.bucket,
@@ -149,11 +153,14 @@ def save_states(
             "created_time": v.created.event_time if v.created else None,
             "created_position": v.created.position if v.created else None,
         }
-        for state in states
+        for key, slots in changed.items()
+        for state in (states[key],)
         for slot, v in state.versions.items()
+        if slot in slots
     ]
     catalog_rows = []
-    for state in states:
+    for key in changed:
+        state = states[key]
         entry = state.entry()
         if entry is None:
             continue
@@ -172,7 +179,19 @@ def save_states(
                 "deleted": entry.deleted,
             }
         )
+    dialect = connection.dialect.name
     if version_rows:
-        connection.execute(statements.insert_versions, version_rows)
+        connection.execute(_upsert(versions, dialect), version_rows)
     if catalog_rows:
-        connection.execute(statements.insert_catalog, catalog_rows)
+        connection.execute(_upsert(catalog, dialect), catalog_rows)
+
+
+@cache
+def _upsert(table: sa.Table, dialect: str) -> sa.Insert:
+    """INSERT ... ON CONFLICT (primary key) DO UPDATE SET every other column."""
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    keys = [column.name for column in table.primary_key.columns]
+    return insert.on_conflict_do_update(
+        index_elements=keys,
+        set_={c.name: insert.excluded[c.name] for c in table.columns if c.name not in keys},
+    )

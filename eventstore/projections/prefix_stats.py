@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from eventstore.core.events import Effect, StoredEvent
-from eventstore.core.objectstate import CatalogEntry, ObjectState
+from eventstore.core.objectstate import CatalogEntry
 from eventstore.projections.base import Projection, ProjectionContext
-from eventstore.projections.catalog import load_states, save_states
+from eventstore.projections.catalog import fold, load_states, save_states
 from eventstore.store.schema import (
     copy_table,
     object_catalog,
@@ -75,11 +75,8 @@ class PrefixStatsProjection(Projection):
         keys = {(s.event.bucket, s.event.key) for s in relevant}
         states = load_states(connection, objects, versions, keys)
         before = {key: _contribution(state.entry()) for key, state in states.items()}
-        for stored in relevant:
-            event = stored.event
-            state = states.setdefault((event.bucket, event.key), ObjectState(event.bucket, event.key))
-            state.apply(event, stored.position)
-        save_states(connection, objects, versions, states.values())
+        changed = fold(states, relevant)
+        save_states(connection, objects, versions, states, changed)
 
         deltas: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         for key, state in states.items():

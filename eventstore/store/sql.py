@@ -77,12 +77,29 @@ _SELECT_HEAD = (
     sa.select(events.c.position, events.c.hash).order_by(events.c.position.desc()).limit(1)
 )
 _INSERT_EVENTS = sa.insert(events)
-_SELECT_CHECKPOINTS = sa.select(projection_checkpoints).where(
-    projection_checkpoints.c.name.in_(sa.bindparam("names", expanding=True))
+_checkpoint = projection_checkpoints.c
+# Claims the new events for an inline projection in one round trip: the checkpoint moves only
+# if the projection is live, of this version, healthy and exactly at the previous head.
+_CLAIM_INLINE = (
+    sa.update(projection_checkpoints)
+    .where(
+        _checkpoint.name == sa.bindparam("checkpoint_name"),
+        _checkpoint.version == sa.bindparam("code_version"),
+        _checkpoint.rebuild_version.is_(None),
+        _checkpoint.last_error.is_(None),
+        _checkpoint.position == sa.bindparam("previous_head"),
+    )
+    .values(position=sa.bindparam("new_head"), updated_at=sa.bindparam("now"))
+    .returning(_checkpoint.live_filter)
 )
-# The SET clause comes from the parameters given: position and updated_at, or the error.
-_UPDATE_CHECKPOINT = sa.update(projection_checkpoints).where(
-    projection_checkpoints.c.name == sa.bindparam("checkpoint_name")
+_RECORD_INLINE_FAILURE = (
+    sa.update(projection_checkpoints)
+    .where(_checkpoint.name == sa.bindparam("checkpoint_name"))
+    .values(
+        position=sa.bindparam("previous_head"),
+        last_error=sa.bindparam("error"),
+        error_position=sa.bindparam("failed_at"),
+    )
 )
 
 
@@ -168,36 +185,42 @@ class SqlEventStore:
         inline = [p for p in self.projections if p.inline]
         if not inline:
             return
-        first = stored[0].position
-        rows = {
-            row.name: row
-            for row in connection.execute(_SELECT_CHECKPOINTS, {"names": [p.name for p in inline]})
-        }
+        first, now = stored[0].position, datetime.now(UTC)
         for projection in inline:
-            row = rows.get(projection.name)
-            if (
-                row is None
-                or row.version != projection.effective_version
-                or row.rebuild_version is not None
-                or row.last_error is not None
-                or row.position != first - 1
-            ):
+            claimed = connection.execute(
+                _CLAIM_INLINE,
+                {
+                    "checkpoint_name": projection.name,
+                    "code_version": projection.effective_version,
+                    "previous_head": first - 1,
+                    "new_head": stored[-1].position,
+                    "now": now,
+                },
+            ).first()
+            if claimed is None:  # behind, rebuilding, failed or re-versioned: the runner's job
                 continue
-            event_filter = EventQuery.from_json(row.live_filter)
+            event_filter = EventQuery.from_json(claimed.live_filter)
             chosen = [s for s in stored if event_filter.matches(s.event)]
-            values: dict[str, Any] = {"position": stored[-1].position, "updated_at": datetime.now(UTC)}
+            if not chosen:
+                continue
             try:
-                if chosen:
-                    with connection.begin_nested():
-                        tables = {t.name: t for t in projection.tables}
-                        projection.apply(ProjectionContext(connection, tables), chosen)
+                with connection.begin_nested():
+                    tables = {t.name: t for t in projection.tables}
+                    projection.apply(ProjectionContext(connection, tables), chosen)
             except Exception as error:  # a projection's bug must not stop ingestion
                 if isinstance(error, DBAPIError) and error.connection_invalidated:
                     raise
                 logger.warning("inline projection %s failed: %s", projection.name, error)
                 # The runner retries from the checkpoint and pinpoints the failing event.
-                values = {"last_error": describe_error(error), "error_position": first}
-            connection.execute(_UPDATE_CHECKPOINT, {"checkpoint_name": projection.name, **values})
+                connection.execute(
+                    _RECORD_INLINE_FAILURE,
+                    {
+                        "checkpoint_name": projection.name,
+                        "previous_head": first - 1,
+                        "error": describe_error(error),
+                        "failed_at": first,
+                    },
+                )
 
     def rebuild_projections(self) -> int:
         """Rebuild every projection from position 0 and swap it in; return events folded."""
