@@ -61,7 +61,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 def _catch_up(context: LambdaContext) -> None:
     budget = runtime.catch_up_seconds(context.get_remaining_time_in_millis())
-    for report in runtime.runner().catch_up(deadline=time.monotonic() + budget):
+    min_lag, max_delay = runtime.catch_up_thresholds()
+    reports = runtime.runner().catch_up(
+        deadline=time.monotonic() + budget, min_lag=min_lag, max_delay=max_delay
+    )
+    for report in reports:
         if report.error:
             logger.error("projection failed", extra={"projection": report.name, "error": report.error})
             metrics.add_metric(name="ProjectionFailures", unit=MetricUnit.Count, value=1)

@@ -54,6 +54,15 @@ def runner() -> "ProjectionRunner":
         return existing
 
 
+def catch_up_thresholds() -> tuple[int, float]:
+    """(min_lag, max_delay): a projection fewer than EVENTSTORE_CATCH_UP_MIN_LAG events
+    behind (default 100) is caught up only once its checkpoint is older than
+    EVENTSTORE_CATCH_UP_MAX_DELAY seconds (default 5)."""
+    min_lag = int(os.environ.get("EVENTSTORE_CATCH_UP_MIN_LAG", "100"))
+    max_delay = float(os.environ.get("EVENTSTORE_CATCH_UP_MAX_DELAY", "5"))
+    return min_lag, max_delay
+
+
 CATCH_UP_SHARE = 0.5  # of the invocation's remaining time, at most
 CATCH_UP_RESERVE_MS = 3000  # always left for returning the batch response
 

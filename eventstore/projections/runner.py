@@ -167,17 +167,28 @@ class ProjectionRunner:
     # -- catching up ----------------------------------------------------------------------
 
     def catch_up(
-        self, *, deadline: float | None = None, progress: Progress | None = None
+        self,
+        *,
+        deadline: float | None = None,
+        progress: Progress | None = None,
+        min_lag: int = 0,
+        max_delay: float | None = None,
     ) -> list[RunReport]:
         """Bring every projection to the head, or as far as the deadline (time.monotonic())
-        allows. New and re-versioned projections are (re)built into shadow tables."""
+        allows. New and re-versioned projections are (re)built into shadow tables.
+
+        A live projection fewer than `min_lag` events behind whose checkpoint moved less than
+        `max_delay` seconds ago is left for a later call: a Lambda invocation then pays for
+        catching up once per many small batches, and no projection lags longer than that."""
         head = self.store.head_position()
         with self.store.engine.connect() as connection:
             rows = {row.name: row for row in connection.execute(sa.select(checkpoints))}
         reports = []
         for projection in self.projections:
             row = rows.get(projection.name)
-            if _is_current(projection, row, head):
+            if _is_current(projection, row, head) or _can_wait(
+                projection, row, head, min_lag, max_delay
+            ):
                 reports.append(RunReport(projection.name, caught_up=True))
                 continue
             if deadline is not None and time.monotonic() >= deadline:
@@ -556,6 +567,18 @@ def _is_current(projection: Projection, row: Any, head: int) -> bool:
         and row.last_error is None
         and row.position >= head
     )
+
+
+def _can_wait(
+    projection: Projection, row: Any, head: int, min_lag: int, max_delay: float | None
+) -> bool:
+    if not min_lag or not _is_live_and_current_version(projection, row) or row.last_error:
+        return False
+    if head - row.position >= min_lag:
+        return False
+    if max_delay is None:
+        return True
+    return bool((_now() - row.updated_at).total_seconds() < max_delay)
 
 
 def _now() -> datetime:

@@ -76,6 +76,15 @@ _SELECT_KNOWN_IDS = sa.select(events.c.event_id).where(
 _SELECT_HEAD = (
     sa.select(events.c.position, events.c.hash).order_by(events.c.position.desc()).limit(1)
 )
+# The head and which of a batch's ids the log already holds, in one round trip (the append
+# lock is held meanwhile, so every round trip saved is throughput).
+_head = _SELECT_HEAD.subquery()
+_SELECT_HEAD_AND_KNOWN = sa.union_all(
+    sa.select(_head.c.position, _head.c.hash, sa.cast(sa.null(), sa.String).label("event_id")),
+    sa.select(
+        sa.cast(sa.null(), sa.BigInteger), sa.cast(sa.null(), sa.String), events.c.event_id
+    ).where(events.c.event_id.in_(sa.bindparam("event_ids", expanding=True))),
+)
 _INSERT_EVENTS = sa.insert(events)
 _checkpoint = projection_checkpoints.c
 # Claims the new events for an inline projection in one round trip: the checkpoint moves only
@@ -131,9 +140,9 @@ class SqlEventStore:
                     connection.execute(
                         sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK_ID))
                     )
-                known = self._known_ids(connection, list(unique))
+                head, head_hash, known = self._head_and_known(connection, list(unique))
                 fresh = [e for event_id, e in unique.items() if event_id not in known]
-                stored = self._insert(connection, fresh, correlation_id)
+                stored = self._insert(connection, fresh, correlation_id, head, head_hash)
                 if stored:
                     self._project_inline(connection, stored)
         except DBAPIError as error:
@@ -145,21 +154,31 @@ class SqlEventStore:
         return _WriteTransaction(self.engine)
 
     @staticmethod
-    def _known_ids(connection: Connection, event_ids: list[str]) -> set[str]:
-        known: set[str] = set()
-        for start in range(0, len(event_ids), _ID_CHUNK):
-            chunk = event_ids[start : start + _ID_CHUNK]
+    def _head_and_known(
+        connection: Connection, event_ids: list[str]
+    ) -> tuple[int, str, set[str]]:
+        """The head's position and hash, and the ids of `event_ids` already in the log."""
+        chunks = [event_ids[i : i + _ID_CHUNK] for i in range(0, len(event_ids), _ID_CHUNK)]
+        head, head_hash, known = 0, GENESIS_HASH, set()
+        for row in connection.execute(_SELECT_HEAD_AND_KNOWN, {"event_ids": chunks[0] if chunks else []}):
+            if row.event_id is None:
+                head, head_hash = row.position, row.hash
+            else:
+                known.add(row.event_id)
+        for chunk in chunks[1:]:
             known.update(connection.execute(_SELECT_KNOWN_IDS, {"event_ids": chunk}).scalars())
-        return known
+        return head, head_hash, known
 
     @staticmethod
     def _insert(
-        connection: Connection, fresh: list[NewEvent], correlation_id: str | None
+        connection: Connection,
+        fresh: list[NewEvent],
+        correlation_id: str | None,
+        position: int,
+        previous_hash: str,
     ) -> list[StoredEvent]:
         if not fresh:
             return []
-        head = connection.execute(_SELECT_HEAD).first()
-        position, previous_hash = (head.position, head.hash) if head else (0, GENESIS_HASH)
         recorded_at = datetime.now(UTC)
         stored: list[StoredEvent] = []
         rows: list[dict[str, Any]] = []

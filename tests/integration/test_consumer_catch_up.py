@@ -70,3 +70,34 @@ def test_invocation_with_time_catches_projections_up(db_url: str) -> None:
     status = {s.name: s for s in ProjectionRunner(runtime.store()).status()}
     assert {s.state for s in status.values()} == {"live"}
     assert {s.position for s in status.values()} == {4}
+
+
+def _sqs_event_from(start: int, count: int) -> dict[str, object]:
+    event = _sqs_event(start + count)
+    records = event["Records"]
+    assert isinstance(records, list)
+    return {"Records": records[start:]}
+
+
+def test_small_lag_waits_for_a_later_invocation(db_url: str) -> None:
+    ingest.handler(_sqs_event(2), LambdaContext(remaining_ms=60_000))  # builds everything
+    ingest.handler(_sqs_event_from(2, 3), LambdaContext(remaining_ms=60_000))
+    status = {s.name: s for s in ProjectionRunner(runtime.store()).status()}
+    assert status["object_catalog"].position == 5  # inline, never waits
+    assert (status["principal_activity"].state, status["principal_activity"].position) == (
+        "behind",
+        2,
+    )
+
+
+def test_lag_threshold_and_delay_are_settings(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVENTSTORE_CATCH_UP_MIN_LAG", "3")
+    ingest.handler(_sqs_event(2), LambdaContext(remaining_ms=60_000))
+    ingest.handler(_sqs_event_from(2, 3), LambdaContext(remaining_ms=60_000))  # lag 3: go
+    status = {s.name: s for s in ProjectionRunner(runtime.store()).status()}
+    assert status["principal_activity"].position == 5
+    monkeypatch.setenv("EVENTSTORE_CATCH_UP_MIN_LAG", "100")
+    monkeypatch.setenv("EVENTSTORE_CATCH_UP_MAX_DELAY", "0")
+    ingest.handler(_sqs_event_from(5, 1), LambdaContext(remaining_ms=60_000))  # too old: go
+    status = {s.name: s for s in ProjectionRunner(runtime.store()).status()}
+    assert status["principal_activity"].position == 6
