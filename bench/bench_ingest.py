@@ -1,12 +1,16 @@
 """Ingest benchmark: Lambda SQS batches of SNS-wrapped S3 records through the real handler.
 
-    python bench/bench_ingest.py [--events N] [--quick] [--repeat R] [--dir DIR] [--json FILE]
+    python bench/bench_ingest.py [--events N] [--quick] [--repeat R] [--prefill M]
+                                 [--skip-startup] [--dir DIR] [--json FILE]
 
 Contenders, each on a fresh SQLite file in a temporary folder, at batch sizes 10 and 1000
-(one transaction per batch):
+(one transaction per batch), run interleaved, the median of --repeat runs shown:
 
-* ours     `consumers.ingest.handler` with a Lambda-like context: parse, identity, append,
-           hash chain, object catalog — everything the consumer does per invocation.
+* ours     `consumers.ingest.handler` with a Lambda-like context, once per batch: parse,
+           identity, append, hash chain, inline projections, then projection catch-up —
+           everything the consumer does per invocation. Two rows: "all projections" (the
+           built-ins as deployed) and "catalog only" (only the object catalog registered:
+           the parse/identity/append/hash/catalog path of issue 2).
 * raw      `sqlite3.executemany` of the equivalent `events` rows, prepared before the clock
            starts (same columns, same pragmas as our engine: WAL, synchronous=FULL, BEGIN
            IMMEDIATE), with a random 32-hex unique event id. Two tables: "raw-min" (integer
@@ -18,8 +22,9 @@ Contenders, each on a fresh SQLite file in a temporary folder, at batch sizes 10
            given the decoded records (JSON decoding of the SQS/SNS wrappers is not timed for
            it), so the comparison is with its persistence alone.
 
-Also measured, each in fresh subprocesses: the import time of `consumers.ingest` and the
-first (cold) handler invocation, which pays for SQLAlchemy's lazy import and engine set-up.
+Also measured, in fresh interpreters: the import time of `consumers.ingest` and the first
+(cold) handler invocation, which pays for SQLAlchemy's lazy import and engine set-up. With
+--prefill M, ours is also timed at batch 1000 on a log already holding M events.
 """
 
 # ruff: noqa: PLC0415 -- imports are deferred on purpose: the environment is set first, and
@@ -403,7 +408,8 @@ def run_eventsourcing(workdir: Path, records: list[dict[str, Any]], batch: int) 
 
 def _child_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ, **QUIET_ENV, **extra)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    # An existing PYTHONPATH comes first, so another checkout can be measured (A/B).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(ROOT)]))
     return env
 
 
@@ -510,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     events = 2_000 if args.quick and args.events == 20_000 else args.events
     repeat = 1 if args.quick else args.repeat
     os.environ.update(QUIET_ENV)
-    sys.path.insert(0, str(ROOT))
+    sys.path.append(str(ROOT))  # after PYTHONPATH, so another checkout can be measured (A/B)
 
     base = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=args.dir))
     records = make_records(events, seed=1)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # after PYTHONPATH, so another checkout can be measured (A/B)
 sys.path.insert(0, str(ROOT / "bench"))
 
 FILL_BATCH = 1000

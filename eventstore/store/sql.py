@@ -104,12 +104,17 @@ _CLAIM_INLINE = (
 _RECORD_INLINE_FAILURE = (
     sa.update(projection_checkpoints)
     .where(_checkpoint.name == sa.bindparam("checkpoint_name"))
-    .values(
-        position=sa.bindparam("previous_head"),
-        last_error=sa.bindparam("error"),
-        error_position=sa.bindparam("failed_at"),
-    )
+    .values(last_error=sa.bindparam("error"), error_position=sa.bindparam("failed_at"))
 )
+
+
+class _InlineProjectionError(Exception):
+    """An inline projection raised; the append is made again without it."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
 
 
 class SqlEventStore:
@@ -134,19 +139,28 @@ class SqlEventStore:
         for event in new_events:
             unique.setdefault(event.event_id, event)
         in_batch_duplicates = len(new_events) - len(unique)
-        try:
-            with self.write() as connection:
-                if connection.dialect.name == "postgresql":
-                    connection.execute(
-                        sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK_ID))
-                    )
-                head, head_hash, known = self._head_and_known(connection, list(unique))
-                fresh = [e for event_id, e in unique.items() if event_id not in known]
-                stored = self._insert(connection, fresh, correlation_id, head, head_hash)
-                if stored:
-                    self._project_inline(connection, stored)
-        except DBAPIError as error:
-            raise StorageError(f"append failed, nothing was stored: {error.orig}") from error
+        # Inline projections run without savepoints (two round trips less under the append
+        # lock). If one raises, the transaction is rolled back whole and the append is made
+        # again without it, its error recorded on its checkpoint for the runner to retry.
+        failed: dict[str, str] = {}
+        while True:
+            try:
+                with self.write() as connection:
+                    if connection.dialect.name == "postgresql":
+                        connection.execute(
+                            sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK_ID))
+                        )
+                    head, head_hash, known = self._head_and_known(connection, list(unique))
+                    fresh = [e for event_id, e in unique.items() if event_id not in known]
+                    stored = self._insert(connection, fresh, correlation_id, head, head_hash)
+                    if stored:
+                        self._project_inline(connection, stored, failed)
+                break
+            except _InlineProjectionError as failure:
+                logger.warning("inline projection %s failed: %s", failure.name, failure.reason)
+                failed[failure.name] = failure.reason
+            except DBAPIError as error:
+                raise StorageError(f"append failed, nothing was stored: {error.orig}") from error
         return AppendResult(tuple(stored), in_batch_duplicates + len(unique) - len(fresh))
 
     def write(self) -> "_WriteTransaction":
@@ -195,17 +209,29 @@ class SqlEventStore:
         connection.execute(_INSERT_EVENTS, rows)
         return stored
 
-    def _project_inline(self, connection: Connection, stored: list[StoredEvent]) -> None:
+    def _project_inline(
+        self, connection: Connection, stored: list[StoredEvent], failed: dict[str, str]
+    ) -> None:
         """Fold the new events into every inline projection that is live and caught up.
 
-        Each runs in a savepoint: a projection that raises is rolled back alone, its error
-        recorded on its checkpoint, and the append goes on; the runner retries it later. A
-        projection that is behind, rebuilding or re-versioned is left to the runner."""
+        A projection that raises fails this attempt (see append), and in the next one is only
+        marked failed; the runner retries it later. A projection that is behind, rebuilding
+        or re-versioned is left to the runner."""
         inline = [p for p in self.projections if p.inline]
         if not inline:
             return
         first, now = stored[0].position, datetime.now(UTC)
         for projection in inline:
+            if projection.name in failed:
+                connection.execute(
+                    _RECORD_INLINE_FAILURE,
+                    {
+                        "checkpoint_name": projection.name,
+                        "error": failed[projection.name],
+                        "failed_at": first,
+                    },
+                )
+                continue
             claimed = connection.execute(
                 _CLAIM_INLINE,
                 {
@@ -223,23 +249,12 @@ class SqlEventStore:
             if not chosen:
                 continue
             try:
-                with connection.begin_nested():
-                    tables = {t.name: t for t in projection.tables}
-                    projection.apply(ProjectionContext(connection, tables), chosen)
+                tables = {t.name: t for t in projection.tables}
+                projection.apply(ProjectionContext(connection, tables), chosen)
             except Exception as error:  # a projection's bug must not stop ingestion
                 if isinstance(error, DBAPIError) and error.connection_invalidated:
                     raise
-                logger.warning("inline projection %s failed: %s", projection.name, error)
-                # The runner retries from the checkpoint and pinpoints the failing event.
-                connection.execute(
-                    _RECORD_INLINE_FAILURE,
-                    {
-                        "checkpoint_name": projection.name,
-                        "previous_head": first - 1,
-                        "error": describe_error(error),
-                        "failed_at": first,
-                    },
-                )
+                raise _InlineProjectionError(projection.name, describe_error(error)) from error
 
     def rebuild_projections(self) -> int:
         """Rebuild every projection from position 0 and swap it in; return events folded."""
