@@ -50,7 +50,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     for delivery in deliveries:
         summary.add_delivery(delivery)
     append_deliveries(
-        runtime.store(), deliveries, summary, correlation_id=getattr(context, "aws_request_id", None)
+        runtime.store(),
+        deliveries,
+        summary,
+        correlation_id=getattr(context, "aws_request_id", None),
     )
     logger.info("batch stored", extra=summary.as_dict())
     for name, value in summary.as_dict().items():
@@ -67,5 +70,7 @@ def _catch_up(context: LambdaContext) -> None:
     )
     for report in reports:
         if report.error:
-            logger.error("projection failed", extra={"projection": report.name, "error": report.error})
+            logger.error(
+                "projection failed", extra={"projection": report.name, "error": report.error}
+            )
             metrics.add_metric(name="ProjectionFailures", unit=MetricUnit.Count, value=1)

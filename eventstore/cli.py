@@ -22,9 +22,9 @@ from eventstore.output import (
     event_row,
     render,
 )
+from eventstore.progress import Progress
 from eventstore.store.base import EventQuery
 from eventstore.store.database import create_engine, resolve_url, upgrade_schema
-from eventstore.progress import Progress
 from eventstore.store.sql import SqlEventStore, open_store
 
 if TYPE_CHECKING:
@@ -87,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(run=cmd_verify)
 
     projections = commands.add_parser("projections", help="registered projections")
-    actions = projections.add_subparsers(dest="projections_command", required=True, metavar="ACTION")
+    actions = projections.add_subparsers(
+        dest="projections_command", required=True, metavar="ACTION"
+    )
     listing = actions.add_parser("list", help="every registered projection")
     _add_format(listing)
     listing.set_defaults(run=cmd_projections_list)
@@ -116,15 +118,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="log: rebuild projections from the log; archive / s3 / sqs: back-fill the log",
     )  # fmt: skip
     replay.add_argument("target", nargs="?", help="s3://bucket/prefix/ or a queue URL")
-    replay.add_argument("--projection", action="append", default=[], metavar="NAME",
-                        help="with --from log: the projection(s) to rebuild (default: all)")
+    replay.add_argument(
+        "--projection",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --from log: the projection(s) to rebuild (default: all)",
+    )
     replay.add_argument("--bucket")
     replay.add_argument("--prefix")
     replay.add_argument("--since", metavar="TIME")
     replay.add_argument("--until", metavar="TIME")
     replay.add_argument("--type", action="append", default=[], metavar="NAME")
-    replay.add_argument("--endpoint-url", metavar="URL",
-                        help="with archive / s3 / sqs: the AWS endpoint (a moto server, MinIO)")
+    replay.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help="with archive / s3 / sqs: the AWS endpoint (a moto server, MinIO)",
+    )
     replay.add_argument("--region", help="with archive / s3 / sqs: the AWS region")
     replay.set_defaults(run=cmd_replay)
 
@@ -243,7 +253,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     result = _store(args).verify()
     if args.format == "table":
         if result.ok:
-            print(f"ok: hash chain intact over {result.checked} events (head {result.head_position})")
+            print(
+                f"ok: hash chain intact over {result.checked} events (head {result.head_position})"
+            )
         else:
             print(f"BROKEN at position {result.first_bad_position}: {result.reason}")
     else:
@@ -309,7 +321,9 @@ def cmd_projections_rebuild(args: argparse.Namespace) -> int:
     return _rebuild(runner, names, EventQuery(), dry_run=args.dry_run)
 
 
-def _rebuild(runner: "ProjectionRunner", names: list[str], query: EventQuery, *, dry_run: bool) -> int:
+def _rebuild(
+    runner: "ProjectionRunner", names: list[str], query: EventQuery, *, dry_run: bool
+) -> int:
     head = runner.store.head_position()
     if dry_run:
         report: list[dict[str, object]] = []
@@ -328,9 +342,7 @@ def _rebuild(runner: "ProjectionRunner", names: list[str], query: EventQuery, *,
     progress = Progress("rebuild", head * len(names))
     reports = runner.rebuild(names, event_filter=query, progress=progress)
     failed = [r for r in reports if r.error]
-    progress.close(
-        f"{sum(r.swapped for r in reports)} swapped in, {len(failed)} failed"
-    )
+    progress.close(f"{sum(r.swapped for r in reports)} swapped in, {len(failed)} failed")
     for failure in failed:
         print(f"eventstore: projection {failure.name} failed: {failure.error}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
@@ -348,7 +360,9 @@ def cmd_projections_show(args: argparse.Namespace) -> int:
     table = projection.tables[0]
     with runner.store.engine.connect() as connection:
         if not sa.inspect(connection).has_table(table.name):
-            raise ConfigurationError(f"projection {args.name} is not built yet: see `projections status`")
+            raise ConfigurationError(
+                f"projection {args.name} is not built yet: see `projections status`"
+            )
         rows = [dict(r) for r in connection.execute(sa.select(table).limit(args.limit)).mappings()]
     render(rows, [c.name for c in table.columns], args.format, sys.stdout)
     return EXIT_OK
@@ -399,7 +413,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from eventstore.demo import run_demo  # noqa: PLC0415 - needs moto, only for this command
+    from eventstore.demo import run_demo
 
     result = run_demo(args.db, template=args.template)
     return EXIT_OK if result.verified else EXIT_FAILED

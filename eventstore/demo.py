@@ -89,7 +89,7 @@ def run_demo(
     result = DemoResult(db_url=url)
     say = _printer(out)
     # moto is the demo's own dependency (extra "demo"), imported only when the demo runs.
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415
+    from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log between the output
     port = _free_port()

@@ -81,7 +81,9 @@ def render(
 ) -> None:
     """Write `rows` to `out` in format `fmt` (table, json, jsonl, csv)."""
     if fmt == "json":
-        json.dump([{f: _plain(r[f]) for f in fields} for r in rows], out, ensure_ascii=False, indent=2)
+        json.dump(
+            [{f: _plain(r[f]) for f in fields} for r in rows], out, ensure_ascii=False, indent=2
+        )
         out.write("\n")
     elif fmt == "jsonl":
         for r in rows:

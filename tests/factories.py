@@ -5,9 +5,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote_plus
 
-from eventstore.core.events import NewEvent
+from eventstore.core.events import NewEvent, Source
 from eventstore.core.parsing import Envelope, parse_envelope
-from eventstore.core.events import Source
 
 BASE_TIME = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -46,7 +45,8 @@ def s3_record(
         "userIdentity": {"principalId": principal},
         "requestParameters": {"sourceIPAddress": "203.0.113.10"},
         "responseElements": {
-            "x-amz-request-id": request_id or f"REQ{abs(hash((key, name, sequencer, seconds))) % 10**12:012d}",
+            "x-amz-request-id": request_id
+            or f"REQ{abs(hash((key, name, sequencer, seconds))) % 10**12:012d}",
             "x-amz-id-2": "example/host/id",
         },
         "s3": {

@@ -32,11 +32,17 @@ def event_name_for(detail_type: str, detail: dict[str, Any]) -> str:
     if detail_type == "Object Created":
         if isinstance(reason, str) and reason in _CREATED_BY_REASON:
             return _CREATED_BY_REASON[reason]
-        return f"ObjectCreated:{reason}" if isinstance(reason, str) and reason else "ObjectCreated:*"
+        return (
+            f"ObjectCreated:{reason}" if isinstance(reason, str) and reason else "ObjectCreated:*"
+        )
     if detail_type == "Object Deleted":
         marker = detail.get("deletion-type") == "Delete Marker Created"
         if reason == "Lifecycle Expiration":
-            return "LifecycleExpiration:DeleteMarkerCreated" if marker else "LifecycleExpiration:Delete"
+            return (
+                "LifecycleExpiration:DeleteMarkerCreated"
+                if marker
+                else "LifecycleExpiration:Delete"
+            )
         return "ObjectRemoved:DeleteMarkerCreated" if marker else "ObjectRemoved:Delete"
     if detail_type in _SIMPLE:
         return _SIMPLE[detail_type]

@@ -24,9 +24,7 @@ def compact_json(value: Any) -> str:
     return _COMPACT.encode(value)
 
 
-def canonical_row(
-    position: int, event: NewEvent, record_json: str, recorded_at: datetime
-) -> bytes:
+def canonical_row(position: int, event: NewEvent, record_json: str, recorded_at: datetime) -> bytes:
     """The bytes that are hashed for one row: every stored column, in a fixed order."""
     row = [
         position,

@@ -63,9 +63,13 @@ def split_document(document: Any, *, default_id: str = "document") -> list[Envel
         if isinstance(records, list) and records and isinstance(records[0], dict):
             first = records[0]
             if first.get("eventSource") == "aws:sqs":
-                return [_sqs_envelope(record, index, default_id) for index, record in enumerate(records)]
+                return [
+                    _sqs_envelope(record, index, default_id) for index, record in enumerate(records)
+                ]
             if first.get("EventSource") == "aws:sns" or "Sns" in first:
-                return [_sns_envelope(record, index, default_id) for index, record in enumerate(records)]
+                return [
+                    _sns_envelope(record, index, default_id) for index, record in enumerate(records)
+                ]
         if is_eventbridge_s3_event(document):
             return [Envelope(str(document.get("id") or default_id), document, Source.EVENTBRIDGE)]
         if document.get("Type") == "Notification":
@@ -130,7 +134,9 @@ def _decode_text(body: Any, what: str) -> Any:
     try:
         document = json.loads(body)
     except json.JSONDecodeError as error:
-        raise MalformedMessageError(f"{what} is not JSON ({error.msg} at char {error.pos})") from None
+        raise MalformedMessageError(
+            f"{what} is not JSON ({error.msg} at char {error.pos})"
+        ) from None
     if _SURROGATE_ESCAPE.search(body):
         # JSON may spell a lone UTF-16 surrogate ("\\ud800"); no database can store it, and
         # finding out at the append would fail the whole batch instead of this message.
@@ -141,7 +147,9 @@ def _decode_text(body: Any, what: str) -> Any:
     return document
 
 
-def _parse_sns_notification(notification: dict[str, Any], message_id: str, source: Source) -> Delivery:
+def _parse_sns_notification(
+    notification: dict[str, Any], message_id: str, source: Source
+) -> Delivery:
     kind = notification.get("Type")
     if kind != "Notification":
         raise MalformedMessageError(f"SNS message of Type {kind!r} is not a Notification")
@@ -202,7 +210,9 @@ def _s3_record(record: Any, index: int, message_id: str, source: Source) -> NewE
         size=size,
         etag=etag,
         principal_id=_optional_str(identity, "principalId", f"{where}.userIdentity"),
-        source_ip=_optional_str(request_parameters, "sourceIPAddress", f"{where}.requestParameters"),
+        source_ip=_optional_str(
+            request_parameters, "sourceIPAddress", f"{where}.requestParameters"
+        ),
         request_id=request_id,
         region=_optional_str(record, "awsRegion", where) or None,
         source=source,
@@ -293,7 +303,9 @@ def decode_key(raw: str, where: str = "key") -> str:
     try:
         key = unquote_plus(raw, encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
-        raise MalformedMessageError(f"{where} {raw!r} has percent-escapes that are not UTF-8") from None
+        raise MalformedMessageError(
+            f"{where} {raw!r} has percent-escapes that are not UTF-8"
+        ) from None
     if not key:
         raise MalformedMessageError(f"{where} is empty")
     try:

@@ -52,11 +52,15 @@ class PrefixStatsProjection(Projection):
 
     name = "prefix_stats"
     version = 1
-    description = "live objects and bytes per prefix (depth from EVENTSTORE_PREFIX_DEPTH, default 2)"
+    description = (
+        "live objects and bytes per prefix (depth from EVENTSTORE_PREFIX_DEPTH, default 2)"
+    )
     tables = (prefix_stats, prefix_stats_objects, prefix_stats_versions)
 
     def __init__(self, depth: int | None = None) -> None:
-        self.depth = depth if depth is not None else int(os.environ.get("EVENTSTORE_PREFIX_DEPTH", "2"))
+        self.depth = (
+            depth if depth is not None else int(os.environ.get("EVENTSTORE_PREFIX_DEPTH", "2"))
+        )
         if self.depth < 1:
             raise ValueError("prefix depth must be at least 1")
 
@@ -71,7 +75,10 @@ class PrefixStatsProjection(Projection):
             return
         connection = context.connection
         stats = context.table("prefix_stats")
-        objects, versions = context.table("prefix_stats_objects"), context.table("prefix_stats_versions")
+        objects, versions = (
+            context.table("prefix_stats_objects"),
+            context.table("prefix_stats_versions"),
+        )
         keys = {(s.event.bucket, s.event.key) for s in relevant}
         states = load_states(connection, objects, versions, keys)
         before = {key: _contribution(state.entry()) for key, state in states.items()}

@@ -194,9 +194,7 @@ class ProjectionRunner:
             if deadline is not None and time.monotonic() >= deadline:
                 break
             prepared = _is_live_and_current_version(projection, row)
-            reports.append(
-                self._run(projection, deadline, progress, wait=False, prepared=prepared)
-            )
+            reports.append(self._run(projection, deadline, progress, wait=False, prepared=prepared))
         return reports
 
     def _run(
@@ -298,14 +296,25 @@ class ProjectionRunner:
                 return 0, "caught-up" if wait else BUSY, None
             rebuilding = row.rebuild_version is not None
             after = row.rebuild_position if rebuilding else row.position
-            event_filter = EventQuery.from_json(row.rebuild_filter if rebuilding else row.live_filter)
+            event_filter = EventQuery.from_json(
+                row.rebuild_filter if rebuilding else row.live_filter
+            )
             tables = (
-                suffixed_tables(projection, SHADOW_SUFFIX) if rebuilding else live_tables(projection)
+                suffixed_tables(projection, SHADOW_SUFFIX)
+                if rebuilding
+                else live_tables(projection)
             )
             events = list(self.store.read_in(connection, after=after, limit=self.chunk))
             if not rebuilding or len(events) == self.chunk:
                 applied, error = self._fold(connection, projection, tables, events, event_filter)
-                self._record(connection, projection, rebuilding, events, applied, error)
+                self._record(
+                    connection,
+                    projection,
+                    rebuilding=rebuilding,
+                    events=events,
+                    applied=applied,
+                    error=error,
+                )
                 if error is not None:
                     return applied, None, error[1]
                 # A short chunk reached the head: no need for another transaction to see that.
@@ -317,7 +326,14 @@ class ProjectionRunner:
             events = list(self.store.read_in(connection, after=after, limit=None))
             applied, error = self._fold(connection, projection, tables, events, event_filter)
             if error is not None:
-                self._record(connection, projection, rebuilding, events, applied, error)
+                self._record(
+                    connection,
+                    projection,
+                    rebuilding=rebuilding,
+                    events=events,
+                    applied=applied,
+                    error=error,
+                )
                 return applied, None, error[1]
             self._swap(connection, projection, row, events[-1].position if events else after)
             return len(events), "swapped", None
@@ -360,6 +376,7 @@ class ProjectionRunner:
         self,
         connection: Connection,
         projection: Projection,
+        *,
         rebuilding: bool,
         events: list[StoredEvent],
         applied: int,
@@ -456,7 +473,9 @@ class ProjectionRunner:
             while after < head:
                 with self.store.write() as connection:
                     events = list(
-                        self.store.read_in(connection, after=after, limit=min(self.chunk, head - after))
+                        self.store.read_in(
+                            connection, after=after, limit=min(self.chunk, head - after)
+                        )
                     )
                     if not events:
                         break
@@ -479,25 +498,29 @@ class ProjectionRunner:
 def _rename_table(connection: Connection, old: str, new: str, suffix: str) -> None:
     """Rename a table and the indexes and constraints that carry its old name."""
     preparer = connection.dialect.identifier_preparer
-    connection.exec_driver_sql(
-        f"ALTER TABLE {preparer.quote(old)} RENAME TO {preparer.quote(new)}"
-    )
+    connection.exec_driver_sql(f"ALTER TABLE {preparer.quote(old)} RENAME TO {preparer.quote(new)}")
     if connection.dialect.name == "postgresql":
-        constraints = connection.execute(
-            sa.text(
-                "SELECT conname FROM pg_constraint WHERE conrelid = CAST(:t AS regclass)"
-            ),
-            {"t": new},
-        ).scalars().all()
+        constraints = (
+            connection.execute(
+                sa.text("SELECT conname FROM pg_constraint WHERE conrelid = CAST(:t AS regclass)"),
+                {"t": new},
+            )
+            .scalars()
+            .all()
+        )
         for name in constraints:
             if suffix in name:
                 connection.exec_driver_sql(
                     f"ALTER TABLE {preparer.quote(new)} RENAME CONSTRAINT "
                     f"{preparer.quote(name)} TO {preparer.quote(name.replace(suffix, ''))}"
                 )
-        indexes = connection.execute(
-            sa.text("SELECT indexname FROM pg_indexes WHERE tablename = :t"), {"t": new}
-        ).scalars().all()
+        indexes = (
+            connection.execute(
+                sa.text("SELECT indexname FROM pg_indexes WHERE tablename = :t"), {"t": new}
+            )
+            .scalars()
+            .all()
+        )
         for name in indexes:
             if suffix in name:
                 connection.exec_driver_sql(
@@ -520,7 +543,12 @@ def _rename_table(connection: Connection, old: str, new: str, suffix: str) -> No
 
 def _diff(connection: Connection, live: sa.Table, rebuilt: sa.Table, samples: int) -> TableDiff:
     def count(statement: Any) -> int:
-        return int(connection.execute(sa.select(sa.func.count()).select_from(statement.subquery())).scalar() or 0)
+        return int(
+            connection.execute(
+                sa.select(sa.func.count()).select_from(statement.subquery())
+            ).scalar()
+            or 0
+        )
 
     has_live = sa.inspect(connection).has_table(live.name)
     live_select = sa.select(*live.columns) if has_live else None
@@ -528,7 +556,9 @@ def _diff(connection: Connection, live: sa.Table, rebuilt: sa.Table, samples: in
     rebuilt_rows = count(rebuilt_select)
     if live_select is None:
         rows = connection.execute(rebuilt_select.limit(samples)).mappings().all()
-        return TableDiff(live.name, 0, rebuilt_rows, 0, rebuilt_rows, (), tuple(dict(r) for r in rows))
+        return TableDiff(
+            live.name, 0, rebuilt_rows, 0, rebuilt_rows, (), tuple(dict(r) for r in rows)
+        )
     only_live = sa.except_(live_select, sa.select(*rebuilt.columns))
     only_rebuilt = sa.except_(rebuilt_select, sa.select(*live.columns))
     return TableDiff(

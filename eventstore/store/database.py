@@ -144,9 +144,11 @@ def upgrade_schema(engine: Engine) -> str:
 
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
-    with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            connection = connection.execution_options(**{WRITE: True})
+    with engine.connect() as plain:
+        # On SQLite the migration takes the write lock at BEGIN, like every writer here.
+        connection = (
+            plain.execution_options(**{WRITE: True}) if engine.dialect.name == "sqlite" else plain
+        )
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
         connection.commit()

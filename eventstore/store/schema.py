@@ -28,7 +28,7 @@ projection_metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
-    """Aware UTC datetimes in and out; SQLite stores them naive (in UTC), PostgreSQL as timestamptz."""
+    """Aware UTC datetimes in and out: naive UTC in SQLite, timestamptz in PostgreSQL."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True

@@ -147,9 +147,7 @@ class SqlEventStore:
             try:
                 with self.write() as connection:
                     if connection.dialect.name == "postgresql":
-                        connection.execute(
-                            sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK_ID))
-                        )
+                        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK_ID)))
                     head, head_hash, known = self._head_and_known(connection, list(unique))
                     fresh = [e for event_id, e in unique.items() if event_id not in known]
                     stored = self._insert(connection, fresh, correlation_id, head, head_hash)
@@ -168,13 +166,13 @@ class SqlEventStore:
         return _WriteTransaction(self.engine)
 
     @staticmethod
-    def _head_and_known(
-        connection: Connection, event_ids: list[str]
-    ) -> tuple[int, str, set[str]]:
+    def _head_and_known(connection: Connection, event_ids: list[str]) -> tuple[int, str, set[str]]:
         """The head's position and hash, and the ids of `event_ids` already in the log."""
         chunks = [event_ids[i : i + _ID_CHUNK] for i in range(0, len(event_ids), _ID_CHUNK)]
         head, head_hash, known = 0, GENESIS_HASH, set()
-        for row in connection.execute(_SELECT_HEAD_AND_KNOWN, {"event_ids": chunks[0] if chunks else []}):
+        for row in connection.execute(
+            _SELECT_HEAD_AND_KNOWN, {"event_ids": chunks[0] if chunks else []}
+        ):
             if row.event_id is None:
                 head, head_hash = row.position, row.hash
             else:
@@ -283,8 +281,10 @@ class SqlEventStore:
         while remaining is None or remaining > 0:
             page = _PAGE if remaining is None else min(_PAGE, remaining)
             rows = connection.execute(
-                sa.select(events).where(events.c.position > after)
-                .order_by(events.c.position).limit(page)
+                sa.select(events)
+                .where(events.c.position > after)
+                .order_by(events.c.position)
+                .limit(page)
             ).all()
             for row in rows:
                 yield _stored_of(row)
@@ -327,9 +327,15 @@ class SqlEventStore:
         with self.engine.connect() as connection:
             return [
                 CatalogEntry(
-                    bucket=r.bucket, key=r.key, version_id=r.version_id, size=r.size, etag=r.etag,
-                    sequencer=r.sequencer, last_event_name=r.last_event_name,
-                    last_event_time=r.last_event_time, deleted=r.deleted,
+                    bucket=r.bucket,
+                    key=r.key,
+                    version_id=r.version_id,
+                    size=r.size,
+                    etag=r.etag,
+                    sequencer=r.sequencer,
+                    last_event_name=r.last_event_name,
+                    last_event_time=r.last_event_time,
+                    deleted=r.deleted,
                     last_position=r.last_position,
                 )
                 for r in connection.execute(statement)
@@ -354,11 +360,14 @@ class SqlEventStore:
             for row in rows:
                 stored = _stored_of(row)
                 event = stored.event
-                state = states.setdefault((event.bucket, event.key), ObjectState(event.bucket, event.key))
+                state = states.setdefault(
+                    (event.bucket, event.key), ObjectState(event.bucket, event.key)
+                )
                 state.apply(event, stored.position)
         entries = [e for e in (s.entry() for s in states.values()) if e is not None]
         return sorted(
-            (e for e in entries if include_deleted or not e.deleted), key=lambda e: (e.bucket, e.key)
+            (e for e in entries if include_deleted or not e.deleted),
+            key=lambda e: (e.bucket, e.key),
         )
 
     def known_versions(

@@ -39,14 +39,23 @@ def upgrade() -> None:
     )
     connection = op.get_bind()
     seeded = connection.execute(
-        sa.select(sa.func.count()).select_from(checkpoints).where(checkpoints.c.name == "object_catalog")
+        sa.select(sa.func.count())
+        .select_from(checkpoints)
+        .where(checkpoints.c.name == "object_catalog")
     ).scalar()
     if not seeded:
         head = connection.execute(sa.text("SELECT max(position) FROM events")).scalar() or 0
         if head == 0:
             op.bulk_insert(
                 checkpoints,
-                [{"name": "object_catalog", "version": 1, "position": 0, "updated_at": datetime.now(UTC)}],
+                [
+                    {
+                        "name": "object_catalog",
+                        "version": 1,
+                        "position": 0,
+                        "updated_at": datetime.now(UTC),
+                    }
+                ],
             )
 
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -328,7 +329,7 @@ def _check_incremental_equals_rebuilt(url: str, events: list[Any], splits: list[
     store = _store_with(url)
     runner = ProjectionRunner(store, chunk=4)
     bounds = [0, *splits, len(events)]
-    for start, end in zip(bounds, bounds[1:], strict=False):
+    for start, end in pairwise(bounds):
         store.append(events[start:end])
         runner.catch_up()
     incremental = {table: _rows(store, table) for table in BUILT_IN_TABLES}
