@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from eventstore.core.hashing import Anchor
 from eventstore.core.parsing import envelopes_of_file
 from eventstore.core.timeutil import format_time, parse_option_time
 from eventstore.errors import ConfigurationError, EventStoreError
@@ -83,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     objects.set_defaults(run=cmd_objects)
 
     verify = commands.add_parser("verify", help="check the hash chain; exit 1 if broken")
+    verify.add_argument(
+        "--anchor",
+        metavar="POSITION:HASH",
+        help="a head printed by an earlier verify and kept elsewhere: also detects rows cut "
+        "off the end and a chain rewritten whole",
+    )
     _add_format(verify)
     verify.set_defaults(run=cmd_verify)
 
@@ -250,12 +257,18 @@ def cmd_objects(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    result = _store(args).verify()
+    try:
+        anchor = Anchor.parse(args.anchor) if args.anchor else None
+    except ValueError as error:
+        raise ConfigurationError(f"--anchor: {error}") from None
+    result = _store(args).verify(anchor=anchor)
     if args.format == "table":
         if result.ok:
             print(
                 f"ok: hash chain intact over {result.checked} events (head {result.head_position})"
             )
+            if result.head_hash:
+                print(f"anchor: {result.head_position}:{result.head_hash}")
         else:
             print(f"BROKEN at position {result.first_bad_position}: {result.reason}")
     else:
@@ -265,6 +278,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             "head_position": result.head_position,
             "first_bad_position": result.first_bad_position,
             "reason": result.reason,
+            "head_hash": result.head_hash,
         }
         print(json.dumps(report if args.format != "json" else [report]))
     return EXIT_OK if result.ok else EXIT_FAILED

@@ -69,10 +69,27 @@ class VerifyResult:
     head_position: int
     first_bad_position: int | None = None
     reason: str | None = None
+    head_hash: str | None = None  # record it elsewhere, and later verify against it (anchor)
 
     @property
     def ok(self) -> bool:
         return self.first_bad_position is None
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """A (position, hash) pair recorded outside the log. The chain alone cannot notice its
+    newest rows being cut off, nor a chain rewritten end to end; an anchor can."""
+
+    position: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Anchor":
+        position, _, digest = text.partition(":")
+        if not position.isdigit() or int(position) < 1 or len(digest) != 64:
+            raise ValueError(f"an anchor is POSITION:SHA256HEX, not {text!r}")
+        return cls(int(position), digest.lower())
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +100,11 @@ class UnreadableRow:
     reason: str
 
 
-def verify_chain(events: Iterable[StoredEvent | UnreadableRow]) -> VerifyResult:
-    """Walk the log in position order; positions must run 1, 2, 3… and every hash must hold."""
+def verify_chain(
+    events: Iterable[StoredEvent | UnreadableRow], *, anchor: Anchor | None = None
+) -> VerifyResult:
+    """Walk the log in position order; positions must run 1, 2, 3… and every hash must hold;
+    with an anchor, the row at its position must still carry its hash."""
     previous_hash = GENESIS_HASH
     expected_position = 1
     checked = 0
@@ -111,7 +131,24 @@ def verify_chain(events: Iterable[StoredEvent | UnreadableRow]) -> VerifyResult:
                 stored.position,
                 "hash does not match the row's contents and its predecessor",
             )
+        if anchor is not None and stored.position == anchor.position and stored.hash != anchor.hash:
+            return VerifyResult(
+                checked,
+                stored.position,
+                stored.position,
+                "the chain holds but differs from the anchor: the log was rewritten from here back",
+            )
         previous_hash = stored.hash
         expected_position += 1
         checked += 1
-    return VerifyResult(checked, expected_position - 1)
+    head = expected_position - 1
+    if anchor is not None and anchor.position > head:
+        return VerifyResult(
+            checked,
+            head,
+            head + 1,
+            f"the log ends at {head} but the anchor names position {anchor.position}:"
+            " rows were cut off the end",
+            previous_hash if head else None,
+        )
+    return VerifyResult(checked, head, head_hash=previous_hash if head else None)

@@ -9,7 +9,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
 # The migration that matches this metadata; the store refuses an older database.
-SCHEMA_REVISION = "20261124_0002"
+SCHEMA_REVISION = "20261124_0003"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -103,7 +103,7 @@ events = sa.Table(
     sa.Column("record", sa.Text(), nullable=False),
     sa.Column("recorded_at", UTCDateTime(), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
-    sa.Index(None, "bucket", "key", "position"),
+    sa.Index(None, "bucket", "key", "event_time"),
     sa.Index(None, "bucket", "event_time"),
     sa.Index(None, "event_time"),
     sa.Index(None, "principal_id", "event_time"),

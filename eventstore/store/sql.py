@@ -47,6 +47,7 @@ from sqlalchemy.exc import DBAPIError
 from eventstore.core.events import NewEvent, Source, StoredEvent
 from eventstore.core.hashing import (
     GENESIS_HASH,
+    Anchor,
     UnreadableRow,
     VerifyResult,
     chain_hash,
@@ -397,8 +398,9 @@ class SqlEventStore:
                 found.update((row.key, row.version_id, row.etag) for row in rows)
         return found
 
-    def verify(self) -> VerifyResult:
-        """Recompute the hash chain over every stored column of every row."""
+    def verify(self, *, anchor: Anchor | None = None) -> VerifyResult:
+        """Recompute the hash chain over every stored column of every row (and check the
+        anchor, when one is given)."""
         with self.engine.connect() as connection:
             # Times are fetched unconverted and converted row by row in _checked_rows: a
             # corrupted time must be reported at its position, not raised mid-fetch.
@@ -409,7 +411,7 @@ class SqlEventStore:
             rows = connection.execution_options(yield_per=_PAGE).execute(
                 sa.select(*columns).order_by(events.c.position)
             )
-            return verify_chain(_checked_rows(rows, connection.dialect))
+            return verify_chain(_checked_rows(rows, connection.dialect), anchor=anchor)
 
 
 class _WriteTransaction:

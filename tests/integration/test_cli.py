@@ -409,8 +409,10 @@ def test_verify_an_intact_log(timed: Run) -> None:
     assert code == 0
     assert out.startswith(f"ok: hash chain intact over {len(TIMED)} events")
     (report,) = timed.json("verify")
+    head_hash = report.pop("head_hash")
     assert report == {"ok": True, "checked": len(TIMED), "head_position": len(TIMED),
                       "first_bad_position": None, "reason": None}  # fmt: skip
+    assert f"anchor: {len(TIMED)}:{head_hash}" in out
 
 
 def test_verify_an_empty_log(run: Run) -> None:

@@ -103,7 +103,7 @@ def test_constraint_and_index_names_match_sqlite(postgres_url: str, sqlite_url: 
             engine.dispose()
 
     on_postgres = names(postgres_url)
-    assert {"pk_events", "uq_events_event_id", "ix_events_bucket_key_position"} <= on_postgres
+    assert {"pk_events", "uq_events_event_id", "ix_events_bucket_key_event_time"} <= on_postgres
     assert on_postgres - {"uq_events_event_id"} == names(sqlite_url) - {"uq_events_event_id"}
 
 
