@@ -125,7 +125,7 @@ def handler_writer(
     os.environ["EVENTSTORE_DB_URL"] = url
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- Powertools logs and metrics, as on Lambda
     # Imported only now: Powertools binds its log stream to sys.stdout when it is created.
-    from consumers.ingest import handler  # noqa: PLC0415
+    from consumers.ingest import handler
 
     context = _Context()
     if not catch_up:

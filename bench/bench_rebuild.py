@@ -22,7 +22,7 @@ no projections; eventsourcing through `Application.save`, 1000 aggregates per ca
 in --cache, so a second run skips the filling.
 """
 
-# ruff: noqa: PLC0415 -- imports are deferred on purpose: each child loads only its contender.
+
 from __future__ import annotations
 
 import argparse
