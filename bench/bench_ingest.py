@@ -27,7 +27,6 @@ Also measured, in fresh interpreters: the import time of `consumers.ingest` and 
 --prefill M, ours is also timed at batch 1000 on a log already holding M events.
 """
 
-
 # each contender's libraries are loaded only when it runs (the cold-start child times them).
 from __future__ import annotations
 
