@@ -5,7 +5,6 @@ mapping, and the resulting SQLite log is left behind for further `eventstore` co
 import logging
 import os
 import shlex
-import socket
 import sqlite3
 import sys
 import threading
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import boto3
 
+from eventstore.aws.embedded import embedded_aws
 from eventstore.aws.fanout import MOTO_SKIPPED_TYPES, create_fanout
 from eventstore.aws.poller import SqsPoller, drain, load_handler
 from eventstore.core.parsing import parse_sqs_body
@@ -88,15 +88,8 @@ def run_demo(
     replaced = _reset_database(path)
     result = DemoResult(db_url=url)
     say = _printer(out)
-    # moto is the demo's own dependency (extra "demo"), imported only when the demo runs.
-    from moto.server import ThreadedMotoServer
-
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log between the output
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
+    with embedded_aws() as endpoint:
         env = {**_LAMBDA_ENVIRONMENT, "AWS_ENDPOINT_URL": endpoint, "EVENTSTORE_DB_URL": url}
         with _environment(env):
             say("eventstore demo: the S3 -> SNS -> SQS -> Lambda fan-out on this machine")
@@ -107,8 +100,6 @@ def run_demo(
             )
             open_store(url)  # creates the schema by running the migrations
             _run(result, endpoint, template, say, out)
-    finally:
-        server.stop()
     result.seconds = time.monotonic() - started
     say(f"\nDone in {result.seconds:.1f} s. Try next:")
     db = shlex.quote(url)
@@ -400,13 +391,6 @@ def _reset_database(path: Path) -> bool:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     return True
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextmanager

@@ -3,7 +3,6 @@ stopped at the end), the fan-out created from infra/template.yaml, and the envir
 Lambda consumer would see."""
 
 import logging
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,8 +12,8 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 
+from eventstore.aws.embedded import embedded_aws
 from eventstore.aws.fanout import MOTO_SKIPPED_TYPES, Fanout, create_fanout
 from eventstore.store.sql import SqlEventStore, open_store
 
@@ -26,15 +25,8 @@ MAX_RECEIVE_COUNT = 2  # small, so a poison message reaches its dead-letter queu
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with embedded_aws() as endpoint:
+        yield endpoint
 
 
 @dataclass

@@ -3,7 +3,6 @@ subprocess against a moto server, the way a user runs it against an endpoint."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,9 +11,9 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
-from moto.server import ThreadedMotoServer
 
 from eventstore import cli
+from eventstore.aws.embedded import embedded_aws
 from eventstore.store.sql import SqlEventStore, open_store
 from tests.factories import s3_record, sns_wrapped
 from tests.integration.replay_support import (
@@ -146,15 +145,8 @@ def test_a_source_that_cannot_be_read_exits_2(
 @pytest.fixture
 def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     fake_aws_credentials(monkeypatch)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with embedded_aws() as endpoint:
+        yield endpoint
 
 
 def eventstore(*args: str) -> subprocess.CompletedProcess[str]:
