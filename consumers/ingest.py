@@ -58,15 +58,15 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.info("batch stored", extra=summary.as_dict())
     for name, value in summary.as_dict().items():
         metrics.add_metric(name=f"Events{name.capitalize()}", unit=MetricUnit.Count, value=value)
-    _catch_up(context)
+    _catch_up(context, summary.last_position)
     return dict(processor.response())
 
 
-def _catch_up(context: LambdaContext) -> None:
+def _catch_up(context: LambdaContext, head: int | None) -> None:
     budget = runtime.catch_up_seconds(context.get_remaining_time_in_millis())
     min_lag, max_delay = runtime.catch_up_thresholds()
     reports = runtime.runner().catch_up(
-        deadline=time.monotonic() + budget, min_lag=min_lag, max_delay=max_delay
+        deadline=time.monotonic() + budget, min_lag=min_lag, max_delay=max_delay, head=head
     )
     for report in reports:
         if report.error:

@@ -21,6 +21,7 @@ class IngestSummary:
     duplicates: int = 0
     skipped: int = 0
     failed: int = 0
+    last_position: int | None = None  # of the newest event stored, if any
     failures: list[MalformedMessageError] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, int]:
@@ -79,6 +80,8 @@ def _flush(
     result = log.append(pending, correlation_id=correlation_id)
     summary.appended += result.appended
     summary.duplicates += result.duplicates
+    if result.stored:
+        summary.last_position = result.stored[-1].position
 
 
 def ingest_envelopes(

@@ -26,8 +26,13 @@ def compact_json(value: Any) -> str:
 
 def canonical_row(position: int, event: NewEvent, record_json: str, recorded_at: datetime) -> bytes:
     """The bytes that are hashed for one row: every stored column, in a fixed order."""
-    row = [
-        position,
+    return seal_row(position, row_body(event, record_json), recorded_at)
+
+
+def row_body(event: NewEvent, record_json: str) -> str:
+    """The part of the canonical row that does not depend on where and when the row is
+    stored: built before an append takes its lock, so the lock is held for less."""
+    columns = [
         event.event_id,
         event.stream,
         event.event_name,
@@ -47,17 +52,26 @@ def canonical_row(position: int, event: NewEvent, record_json: str, recorded_at:
         event.causation_id,
         event.correlation_id,
         record_json,
-        _format_recorded_at(recorded_at),
-        recorded_at.microsecond,
     ]
-    return _COMPACT.encode(row).encode("utf-8")
+    return _COMPACT.encode(columns)[1:-1]
+
+
+def seal_row(position: int, body: str, recorded_at: datetime) -> bytes:
+    """The canonical row: the compact JSON list [position, *body, recorded_at, its µs]."""
+    recorded = _COMPACT.encode(_format_recorded_at(recorded_at))
+    return f"[{position},{body},{recorded},{recorded_at.microsecond}]".encode()
 
 
 def chain_hash(
     previous_hash: str, position: int, event: NewEvent, record_json: str, recorded_at: datetime
 ) -> str:
+    return link_hash(previous_hash, seal_row(position, row_body(event, record_json), recorded_at))
+
+
+def link_hash(previous_hash: str, canonical: bytes) -> str:
+    """hash(n) = SHA-256(hash(n-1) ‖ canonical(row n)), as hex."""
     digest = hashlib.sha256(previous_hash.encode("ascii"))
-    digest.update(canonical_row(position, event, record_json, recorded_at))
+    digest.update(canonical)
     return digest.hexdigest()
 
 
@@ -152,3 +166,22 @@ def verify_chain(
             previous_hash if head else None,
         )
     return VerifyResult(checked, head, head_hash=previous_hash if head else None)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRow:
+    """An event ready to be appended: everything of its row but position, time and hash."""
+
+    event: NewEvent
+    record_json: str
+    body: str  # row_body(event, record_json)
+
+    @classmethod
+    def of(cls, event: NewEvent) -> "PendingRow":
+        record_json = compact_json(event.record)
+        return cls(event, record_json, row_body(event, record_json))
+
+    def seal(self, previous_hash: str, position: int, recorded_at: datetime) -> StoredEvent:
+        """The stored event at `position`, linked to the row before it."""
+        digest = link_hash(previous_hash, seal_row(position, self.body, recorded_at))
+        return StoredEvent(position, self.event, self.record_json, recorded_at, digest)

@@ -8,12 +8,12 @@ so an event is applied exactly once; it never sees the tables' physical names.
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from eventstore.core.events import StoredEvent
+from eventstore.core.events import NewEvent, StoredEvent
 
 
 class ProjectionContext:
@@ -51,3 +51,47 @@ class Projection(ABC):
     @abstractmethod
     def apply(self, context: ProjectionContext, events: Sequence[StoredEvent]) -> None:
         """Fold `events` (in position order, all after the checkpoint) into the tables."""
+
+
+# A statement for psycopg (PostgreSQL, `%s` placeholders) and its parameters: one sequence
+# for a query, a list of them for an executemany.
+Query = tuple[str, Sequence[Any]]
+Batch = tuple[str, Sequence[Sequence[Any] | Mapping[str, Any]]]
+
+
+class PipelinedProjection(ABC):
+    """What an inline projection adds to be folded inside the append's two round trips on
+    PostgreSQL (psycopg pipeline mode), instead of a statement at a time through `apply`.
+
+    `pipeline_reads` names the rows the fold needs; they are read in the append's first
+    round trip, under the append lock, so nobody else changes them before the second.
+    `pipeline_writes` folds the new events into those rows and returns the statements that
+    store the result; they are sent with the events' INSERT and the COMMIT. Both work on
+    the live tables, and must leave them exactly as `apply` would.
+    """
+
+    @abstractmethod
+    def pipeline_reads(self, events: Sequence[NewEvent]) -> list[Query]:
+        """Queries for the rows that folding `events` needs (a superset is fine: some of
+        them may turn out to be in the log already)."""
+
+    @abstractmethod
+    def pipeline_writes(
+        self, events: Sequence[StoredEvent], rows: Sequence[Sequence[Any]]
+    ) -> list[Batch]:
+        """The statements folding `events` into the tables, given the rows of each query of
+        `pipeline_reads` (named tuples, in the order of the queries)."""
+
+
+class InlineProjectionError(Exception):
+    """An inline projection raised during an append; the append is made again without it."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+def describe_error(error: BaseException) -> str:
+    """An error as recorded on a projection's checkpoint."""
+    return f"{type(error).__name__}: {error}"[:2000]

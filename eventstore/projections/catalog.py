@@ -8,12 +8,19 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 
-from eventstore.core.events import Effect, StoredEvent
+from eventstore.core.events import Effect, NewEvent, StoredEvent
 from eventstore.core.objectstate import ObjectState, VersionState
 from eventstore.core.ordering import OrderKey
-from eventstore.projections.base import Projection, ProjectionContext
+from eventstore.projections.base import (
+    Batch,
+    PipelinedProjection,
+    Projection,
+    ProjectionContext,
+    Query,
+)
+from eventstore.store.bulk import column_arrays, unnest_insert, write_rows
 from eventstore.store.schema import object_catalog, object_versions
 
 _CHUNK = 400  # keys per IN clause: well under SQLite's variable limit
@@ -21,7 +28,7 @@ _CHUNK = 400  # keys per IN clause: well under SQLite's variable limit
 Key = tuple[str, str]
 
 
-class ObjectCatalogProjection(Projection):
+class ObjectCatalogProjection(Projection, PipelinedProjection):
     """Current state per (bucket, key), last writer wins by sequencer."""
 
     name = "object_catalog"
@@ -40,6 +47,34 @@ class ObjectCatalogProjection(Projection):
         changed = fold(states, relevant)
         save_states(context.connection, catalog, versions, states, changed)
 
+    def pipeline_reads(self, events: Sequence[NewEvent]) -> list[Query]:
+        keys = {(e.bucket, e.key) for e in events if e.effect is not Effect.NONE}
+        sql = _postgres_sql()
+        queries: list[Query] = []
+        for chunk in _chunks(keys, limit=None):
+            params = (chunk["bucket"], chunk["keys"])
+            queries += [(sql.select_versions, params), (sql.select_catalog, params)]
+        return queries
+
+    def pipeline_writes(
+        self, events: Sequence[StoredEvent], rows: Sequence[Sequence[Any]]
+    ) -> list[Batch]:
+        relevant = [s for s in events if s.event.effect is not Effect.NONE]
+        if not relevant:
+            return []
+        states = states_of_rows(
+            (row for result in rows[0::2] for row in result),
+            (row for result in rows[1::2] for row in result),
+        )
+        version_rows, catalog_rows = upsert_rows(states, fold(states, relevant))
+        sql = _postgres_sql()
+        writes: list[Batch] = []
+        if version_rows:
+            writes.append((sql.upsert_versions, [column_arrays(object_versions, version_rows)]))
+        if catalog_rows:
+            writes.append((sql.upsert_catalog, [column_arrays(object_catalog, catalog_rows)]))
+        return writes
+
 
 def fold(states: dict[Key, ObjectState], events: Sequence[StoredEvent]) -> dict[Key, set[str]]:
     """Apply events to the states (adding keys not seen before); return, per key, the
@@ -55,8 +90,10 @@ def fold(states: dict[Key, ObjectState], events: Sequence[StoredEvent]) -> dict[
     return {key: slots for key, slots in changed.items() if slots}
 
 
-def _chunks(keys: Iterable[Key]) -> Iterator[dict[str, str | list[str]]]:
-    """The parameters of the statements below: one bucket and up to _CHUNK of its keys.
+def _chunks(
+    keys: Iterable[Key], limit: int | None = _CHUNK
+) -> Iterator[dict[str, str | list[str]]]:
+    """The parameters of the statements below: one bucket and up to `limit` of its keys.
 
     Not a (bucket, key) row-value IN list: SQLite (3.40) answers that with a scan of the
     whole table, so every batch would cost as much as the catalog is large."""
@@ -64,8 +101,9 @@ def _chunks(keys: Iterable[Key]) -> Iterator[dict[str, str | list[str]]]:
     for bucket, key in keys:
         by_bucket[bucket].append(key)
     for bucket, names in by_bucket.items():
-        for start in range(0, len(names), _CHUNK):
-            yield {"bucket": bucket, "keys": names[start : start + _CHUNK]}
+        step = limit or len(names)
+        for start in range(0, len(names), step):
+            yield {"bucket": bucket, "keys": names[start : start + step]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,37 +129,72 @@ def _statements(catalog: sa.Table, versions: sa.Table) -> _Statements:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _PostgresSql:
+    """The live tables' statements as psycopg runs them (no IN-list limit: an array)."""
+
+    select_versions: str
+    select_catalog: str
+    upsert_versions: str
+    upsert_catalog: str
+
+
+@cache
+def _postgres_sql() -> _PostgresSql:
+    quote = postgresql.dialect().identifier_preparer.quote  # type: ignore[no-untyped-call]
+
+    def select(table: sa.Table) -> str:
+        columns = ", ".join(quote(c.name) for c in table.columns)
+        return f"SELECT {columns} FROM {quote(table.name)} WHERE bucket = %s AND key = ANY(%s)"
+
+    return _PostgresSql(
+        select_versions=select(object_versions),
+        select_catalog=select(object_catalog),
+        upsert_versions=unnest_insert(object_versions, upsert=True),
+        upsert_catalog=unnest_insert(object_catalog, upsert=True),
+    )
+
+
 def load_states(
     connection: Connection, catalog: sa.Table, versions: sa.Table, keys: Iterable[Key]
 ) -> dict[Key, ObjectState]:
     statements = _statements(catalog, versions)
-    states: dict[Key, ObjectState] = {}
-    version_rows: dict[Key, list[Any]] = defaultdict(list)
+    version_rows: list[Any] = []
+    catalog_rows: list[Any] = []
     for chunk in _chunks(keys):
-        for row in connection.execute(statements.select_versions, chunk):
-            version_rows[(row.bucket, row.key)].append(row)
-        catalog_rows = connection.execute(statements.select_catalog, chunk)
-        for row in catalog_rows:
-            state = ObjectState(row.bucket, row.key)
-            state.last_event_name = row.last_event_name
-            state.last_event_version = row.last_event_version_id
-            state.last_order = OrderKey(row.sequencer, row.last_event_time, row.last_position)
-            states[(row.bucket, row.key)] = state
-    for key, rows in version_rows.items():
-        state = states.setdefault(key, ObjectState(*key))
-        for row in rows:
-            created = None
-            if row.created_time is not None:
-                created = OrderKey(row.created_sequencer, row.created_time, row.created_position)
-            state.versions[row.slot] = VersionState(
-                version_id=row.version_id,
-                exists=row.exists,
-                delete_marker=row.delete_marker,
-                size=row.size,
-                etag=row.etag,
-                last=OrderKey(row.last_sequencer, row.last_time, row.last_position),
-                created=created,
-            )
+        version_rows.extend(connection.execute(statements.select_versions, chunk))
+        catalog_rows.extend(connection.execute(statements.select_catalog, chunk))
+    return states_of_rows(version_rows, catalog_rows)
+
+
+def states_of_rows(
+    version_rows: Iterable[Any], catalog_rows: Iterable[Any]
+) -> dict[Key, ObjectState]:
+    """The states of keys from their rows in the two tables (rows with named columns)."""
+    states: dict[Key, ObjectState] = {}
+    for row in catalog_rows:
+        state = ObjectState(row.bucket, row.key)
+        state.last_event_name = row.last_event_name
+        state.last_event_version = row.last_event_version_id
+        state.last_order = OrderKey(row.sequencer, row.last_event_time, row.last_position)
+        states[(row.bucket, row.key)] = state
+    for row in version_rows:
+        key = (row.bucket, row.key)
+        if key not in states:
+            states[key] = ObjectState(row.bucket, row.key)
+        state = states[key]
+        created = None
+        if row.created_time is not None:
+            created = OrderKey(row.created_sequencer, row.created_time, row.created_position)
+        state.versions[row.slot] = VersionState(
+            version_id=row.version_id,
+            exists=row.exists,
+            delete_marker=row.delete_marker,
+            size=row.size,
+            etag=row.etag,
+            last=OrderKey(row.last_sequencer, row.last_time, row.last_position),
+            created=created,
+        )
     return states
 
 
@@ -133,9 +206,17 @@ def save_states(
     changed: Mapping[Key, set[str]],
 ) -> None:
     """Write what changed: the changed version slots and the catalog rows of changed keys,
-    each as one INSERT ... ON CONFLICT DO UPDATE (an upsert) for the whole batch."""
-    if not changed:
-        return
+    each table in one upsert for the whole batch."""
+    version_rows, catalog_rows = upsert_rows(states, changed)
+    write_rows(connection, versions, version_rows, upsert=True)
+    write_rows(connection, catalog, catalog_rows, upsert=True)
+
+
+def upsert_rows(
+    states: Mapping[Key, ObjectState], changed: Mapping[Key, set[str]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows to upsert into the versions and the catalog tables: the changed version
+    slots, and the catalog rows of the changed keys."""
     version_rows = [
         {
             "bucket": state.bucket,
@@ -179,19 +260,4 @@ def save_states(
                 "deleted": entry.deleted,
             }
         )
-    dialect = connection.dialect.name
-    if version_rows:
-        connection.execute(_upsert(versions, dialect), version_rows)
-    if catalog_rows:
-        connection.execute(_upsert(catalog, dialect), catalog_rows)
-
-
-@cache
-def _upsert(table: sa.Table, dialect: str) -> sa.Insert:
-    """INSERT ... ON CONFLICT (primary key) DO UPDATE SET every other column."""
-    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-    keys = [column.name for column in table.primary_key.columns]
-    return insert.on_conflict_do_update(
-        index_elements=keys,
-        set_={c.name: insert.excluded[c.name] for c in table.columns if c.name not in keys},
-    )
+    return version_rows, catalog_rows

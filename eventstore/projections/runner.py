@@ -25,15 +25,16 @@ from sqlalchemy.exc import DBAPIError
 from eventstore.core.events import StoredEvent
 from eventstore.errors import ConfigurationError, StorageError
 from eventstore.progress import Progress
-from eventstore.projections.base import Projection, ProjectionContext
+from eventstore.projections.base import Projection, ProjectionContext, describe_error
 from eventstore.store.base import EventQuery
 from eventstore.store.schema import NAMING_CONVENTION, copy_table, projection_checkpoints
-from eventstore.store.sql import APPEND_LOCK_ID, SqlEventStore, describe_error
+from eventstore.store.sql import SqlEventStore
 
 logger = logging.getLogger(__name__)
 
 SHADOW_SUFFIX = "__rebuild"
 BUSY = "busy"  # another runner holds the projection's checkpoint just now
+FINAL = "final"  # a rebuild reached the head: next, hold appends and swap
 DRY_RUN_SUFFIX = "__dryrun"
 checkpoints = projection_checkpoints
 
@@ -115,6 +116,9 @@ class ProjectionRunner:
         self.store = store
         self.projections = tuple(projections if projections is not None else store.projections)
         self.chunk = chunk
+        # What the last catch_up saw: per projection that could wait, its position and when
+        # (time.monotonic()) its checkpoint last moved.
+        self._seen: dict[str, tuple[int, float]] = {}
 
     def get(self, name: str) -> Projection:
         for projection in self.projections:
@@ -173,29 +177,57 @@ class ProjectionRunner:
         progress: Progress | None = None,
         min_lag: int = 0,
         max_delay: float | None = None,
+        head: int | None = None,
     ) -> list[RunReport]:
         """Bring every projection to the head, or as far as the deadline (time.monotonic())
         allows. New and re-versioned projections are (re)built into shadow tables.
 
         A live projection fewer than `min_lag` events behind whose checkpoint moved less than
         `max_delay` seconds ago is left for a later call: a Lambda invocation then pays for
-        catching up once per many small batches, and no projection lags longer than that."""
-        head = self.store.head_position()
+        catching up once per many small batches, and no projection lags longer than that.
+        Given `head` (the position the caller's own append reached), a call that the last
+        one's reading shows cannot have anything due returns without asking the database."""
+        if head is not None and self._nothing_due(head, min_lag, max_delay):
+            return [RunReport(p.name, caught_up=True) for p in self.projections]
         with self.store.engine.connect() as connection:
+            head = self.store.head_position_in(connection)
             rows = {row.name: row for row in connection.execute(sa.select(checkpoints))}
+        now = time.monotonic()
+        waiting: dict[str, tuple[int, float]] = {}
         reports = []
         for projection in self.projections:
             row = rows.get(projection.name)
             if _is_current(projection, row, head) or _can_wait(
                 projection, row, head, min_lag, max_delay
             ):
+                assert row is not None  # a projection with no checkpoint is never current
+                moved = now - (_now() - row.updated_at).total_seconds()
+                waiting[projection.name] = (row.position, moved)
                 reports.append(RunReport(projection.name, caught_up=True))
                 continue
             if deadline is not None and time.monotonic() >= deadline:
                 break
             prepared = _is_live_and_current_version(projection, row)
-            reports.append(self._run(projection, deadline, progress, wait=False, prepared=prepared))
+            report = self._run(projection, deadline, progress, wait=False, prepared=prepared)
+            if report.caught_up and report.error is None:
+                waiting[projection.name] = (head, time.monotonic())
+            reports.append(report)
+        self._seen = waiting
         return reports
+
+    def _nothing_due(self, head: int, min_lag: int, max_delay: float | None) -> bool:
+        """Whether, by the last catch-up's reading, every projection may still wait at this
+        head. An inline projection moves with every append, so only its health counts."""
+        if not min_lag or max_delay is None:
+            return False
+        now = time.monotonic()
+        for projection in self.projections:
+            seen = self._seen.get(projection.name)
+            if seen is None or now - seen[1] >= max_delay:
+                return False
+            if not projection.inline and head - seen[0] >= min_lag:
+                return False
+        return True
 
     def _run(
         self,
@@ -213,8 +245,9 @@ class ProjectionRunner:
         try:
             if not prepared and not self._prepare(projection, wait=wait):
                 return report
+            final = False
             while deadline is None or time.monotonic() < deadline:
-                applied, done, error = self._step(projection, wait=wait)
+                applied, done, error = self._step(projection, wait=wait, final=final)
                 report.applied += applied
                 if progress is not None and applied:
                     progress.advance(applied)
@@ -223,6 +256,9 @@ class ProjectionRunner:
                     break
                 if done == BUSY:
                     break
+                if done == FINAL:
+                    final = True
+                    continue
                 if done:
                     report.caught_up = True
                     report.swapped = done == "swapped"
@@ -287,14 +323,19 @@ class ProjectionRunner:
         )  # fmt: skip
 
     def _step(
-        self, projection: Projection, *, wait: bool = True
+        self, projection: Projection, *, wait: bool = True, final: bool = False
     ) -> tuple[int, str | None, str | None]:
-        """Fold one chunk. Returns (events applied, "caught-up"/"swapped"/BUSY/None, error)."""
+        """Fold one chunk. Returns (events applied, "caught-up"/"swapped"/FINAL/BUSY/None,
+        error). FINAL: the rebuild is at the head; the next step, `final`, holds appends,
+        folds what arrived meanwhile and swaps the shadow tables in, in one transaction."""
         with self.store.write() as connection:
+            self._hold_appends_if_needed(connection, projection, final=final)
             row = self._lock_row(connection, projection.name, wait=wait)
             if row is None:
                 return 0, "caught-up" if wait else BUSY, None
             rebuilding = row.rebuild_version is not None
+            if final and not rebuilding:  # another runner swapped it meanwhile
+                return 0, "caught-up", None
             after = row.rebuild_position if rebuilding else row.position
             event_filter = EventQuery.from_json(
                 row.rebuild_filter if rebuilding else row.live_filter
@@ -304,9 +345,12 @@ class ProjectionRunner:
                 if rebuilding
                 else live_tables(projection)
             )
-            events = list(self.store.read_in(connection, after=after, limit=self.chunk))
-            if not rebuilding or len(events) == self.chunk:
-                applied, error = self._fold(connection, projection, tables, events, event_filter)
+            limit = None if final else self.chunk
+            events = list(self.store.read_in(connection, after=after, limit=limit))
+            if rebuilding and not final and len(events) < self.chunk:
+                return 0, FINAL, None
+            applied, error = self._fold(connection, projection, tables, events, event_filter)
+            if error is not None or not final:
                 self._record(
                     connection,
                     projection,
@@ -319,24 +363,28 @@ class ProjectionRunner:
                     return applied, None, error[1]
                 # A short chunk reached the head: no need for another transaction to see that.
                 return applied, None if len(events) == self.chunk else "caught-up", None
-            # The rebuild reached the head: take the append lock so the head stays put, fold
-            # what arrived meanwhile, and swap the shadow tables in, all in this transaction.
-            if connection.dialect.name == "postgresql":
-                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK_ID)))
-            events = list(self.store.read_in(connection, after=after, limit=None))
-            applied, error = self._fold(connection, projection, tables, events, event_filter)
-            if error is not None:
-                self._record(
-                    connection,
-                    projection,
-                    rebuilding=rebuilding,
-                    events=events,
-                    applied=applied,
-                    error=error,
-                )
-                return applied, None, error[1]
             self._swap(connection, projection, row, events[-1].position if events else after)
             return len(events), "swapped", None
+
+    def _hold_appends_if_needed(
+        self, connection: Connection, projection: Projection, *, final: bool
+    ) -> None:
+        """Take the append lock (before the checkpoint row: see SqlEventStore.lock_appends)
+        for a swap, which needs the head to stay put, and for catching up an inline
+        projection's live tables, which appends write too."""
+        if connection.dialect.name != "postgresql":
+            return  # every SQLite writer holds the database's write lock already
+        if not final:
+            if not projection.inline:
+                return
+            peek = connection.execute(
+                sa.select(checkpoints.c.rebuild_version).where(
+                    checkpoints.c.name == projection.name
+                )
+            ).first()
+            if peek is not None and peek.rebuild_version is not None:
+                return  # folding into shadow tables, which appends never touch
+        self.store.lock_appends(connection)
 
     def _fold(
         self,

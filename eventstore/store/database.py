@@ -6,6 +6,7 @@ for Lambda (one connection per container, checked before use).
 """
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from eventstore.store.schema import SCHEMA_REVISION
 ENV_URL = "EVENTSTORE_DB_URL"
 DEFAULT_FILE = "eventstore.db"
 WRITE = "eventstore_write"  # execution option: this connection's transactions will write
+# A pooled PostgreSQL connection idle this long (seconds) is pinged before use.
+IDLE_PING_DEFAULT = "10"
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -81,7 +84,7 @@ def _sqlite_engine(url: URL) -> Engine:
 
 def _postgres_engine(url: URL, pool: str | None) -> Engine:
     options: dict[str, Any] = {
-        "pool_pre_ping": True,
+        # Not pool_pre_ping: that costs a round trip on every checkout; see _ping_if_idle.
         # Appends rely on each statement seeing every transaction committed before it began
         # (see sql.py): stated per transaction ("BEGIN ISOLATION LEVEL ..."), not per session.
         "isolation_level": "READ COMMITTED",
@@ -110,14 +113,31 @@ def _postgres_engine(url: URL, pool: str | None) -> Engine:
         raise ConfigurationError(
             "PostgreSQL needs psycopg: pip install 's3-eventstore[postgres]'"
         ) from None
-    timeouts = {
-        "statement_timeout": os.environ.get("EVENTSTORE_DB_STATEMENT_TIMEOUT") or "60s",
-        "lock_timeout": os.environ.get("EVENTSTORE_DB_LOCK_TIMEOUT") or "15s",
-    }
+    statement_timeout, lock_timeout = database_timeouts()
+    timeouts = {"statement_timeout": statement_timeout, "lock_timeout": lock_timeout}
     set_timeouts = sa.text(
         "SELECT set_config('statement_timeout', :statement_timeout, true),"
         " set_config('lock_timeout', :lock_timeout, true)"
     )
+
+    idle_ping = float(os.environ.get("EVENTSTORE_DB_IDLE_PING_SECONDS") or IDLE_PING_DEFAULT)
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # A pooled connection that sat idle (a Lambda container frozen between invocations,
+        # a proxy or NAT that forgot it) is checked before use; a busy one is not.
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < idle_ping:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+            dbapi_connection.rollback()
+        except Exception as error:
+            raise sa.exc.DisconnectionError(f"pooled connection is gone: {error}") from error
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
@@ -127,6 +147,14 @@ def _postgres_engine(url: URL, pool: str | None) -> Engine:
             connection.execute(set_timeouts, timeouts)
 
     return engine
+
+
+def database_timeouts() -> tuple[str, str]:
+    """(statement_timeout, lock_timeout) for PostgreSQL writers, from the environment."""
+    return (
+        os.environ.get("EVENTSTORE_DB_STATEMENT_TIMEOUT") or "60s",
+        os.environ.get("EVENTSTORE_DB_LOCK_TIMEOUT") or "15s",
+    )
 
 
 def current_revision(connection: Connection) -> str | None:

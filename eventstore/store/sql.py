@@ -48,16 +48,20 @@ from eventstore.core.events import NewEvent, Source, StoredEvent
 from eventstore.core.hashing import (
     GENESIS_HASH,
     Anchor,
+    PendingRow,
     UnreadableRow,
     VerifyResult,
-    chain_hash,
-    compact_json,
     verify_chain,
 )
 from eventstore.core.objectstate import CatalogEntry, ObjectState
 from eventstore.core.ordering import sort_events_of_one_key
 from eventstore.errors import StorageError
-from eventstore.projections.base import Projection, ProjectionContext
+from eventstore.projections.base import (
+    InlineProjectionError,
+    Projection,
+    ProjectionContext,
+    describe_error,
+)
 from eventstore.store.base import AppendResult, EventQuery, prefix_upper_bound
 from eventstore.store.database import WRITE, create_engine, ensure_schema, resolve_url
 from eventstore.store.schema import UTCDateTime, events, object_catalog, projection_checkpoints
@@ -109,17 +113,10 @@ _RECORD_INLINE_FAILURE = (
 )
 
 
-class _InlineProjectionError(Exception):
-    """An inline projection raised; the append is made again without it."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"{name}: {reason}")
-        self.name = name
-        self.reason = reason
-
-
 class SqlEventStore:
     """The event log and its inline projections on one SQLAlchemy engine."""
+
+    append_lock_id = APPEND_LOCK_ID
 
     def __init__(self, engine: Engine, *, projections: Sequence[Projection] | None = None) -> None:
         self.engine = engine
@@ -136,9 +133,15 @@ class SqlEventStore:
     ) -> AppendResult:
         """Store the events not already in the log, in one transaction, and fold them into
         the inline projections in that same transaction."""
-        unique: dict[str, NewEvent] = {}
-        for event in new_events:
-            unique.setdefault(event.event_id, event)
+        # Everything of a row but its position, time and hash is built before the lock.
+        unique: dict[str, PendingRow] = {}
+        for given in new_events:
+            if given.event_id in unique:
+                continue
+            event = given
+            if correlation_id is not None and event.correlation_id is None:
+                event = replace(event, correlation_id=correlation_id)
+            unique[event.event_id] = PendingRow.of(event)
         in_batch_duplicates = len(new_events) - len(unique)
         # Inline projections run without savepoints (two round trips less under the append
         # lock). If one raises, the transaction is rolled back whole and the append is made
@@ -146,21 +149,42 @@ class SqlEventStore:
         failed: dict[str, str] = {}
         while True:
             try:
-                with self.write() as connection:
-                    if connection.dialect.name == "postgresql":
-                        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK_ID)))
-                    head, head_hash, known = self._head_and_known(connection, list(unique))
-                    fresh = [e for event_id, e in unique.items() if event_id not in known]
-                    stored = self._insert(connection, fresh, correlation_id, head, head_hash)
-                    if stored:
-                        self._project_inline(connection, stored, failed)
+                if self.engine.dialect.name == "postgresql":
+                    from eventstore.store.pg_append import append_pipelined  # needs psycopg
+
+                    stored, known = append_pipelined(self, unique, failed)
+                else:
+                    stored, known = self._append_generic(unique, failed)
                 break
-            except _InlineProjectionError as failure:
+            except InlineProjectionError as failure:
                 logger.warning("inline projection %s failed: %s", failure.name, failure.reason)
                 failed[failure.name] = failure.reason
             except DBAPIError as error:
                 raise StorageError(f"append failed, nothing was stored: {error.orig}") from error
-        return AppendResult(tuple(stored), in_batch_duplicates + len(unique) - len(fresh))
+        return AppendResult(tuple(stored), in_batch_duplicates + known)
+
+    def _append_generic(
+        self, unique: dict[str, PendingRow], failed: dict[str, str]
+    ) -> tuple[list[StoredEvent], int]:
+        """The append through SQLAlchemy, a statement at a time (SQLite: no round trips)."""
+        with self.write() as connection:
+            self.lock_appends(connection)
+            head, head_hash, known = self._head_and_known(connection, list(unique))
+            fresh = [row for event_id, row in unique.items() if event_id not in known]
+            stored = self._insert(connection, fresh, head, head_hash)
+            if stored:
+                self._project_inline(connection, stored, failed)
+        return stored, len(unique) - len(fresh)
+
+    @staticmethod
+    def lock_appends(connection: Connection) -> None:
+        """Hold off appends until this transaction ends (SQLite: every writer already does).
+
+        The lock order everywhere is the append lock first, then checkpoint rows: a runner
+        that held a checkpoint row while it waited for appends would deadlock with an append
+        that waits for that row."""
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK_ID)))
 
     def write(self) -> "_WriteTransaction":
         """A connection in a write transaction: `with store.write() as connection: ...`."""
@@ -184,28 +208,18 @@ class SqlEventStore:
 
     @staticmethod
     def _insert(
-        connection: Connection,
-        fresh: list[NewEvent],
-        correlation_id: str | None,
-        position: int,
-        previous_hash: str,
+        connection: Connection, fresh: list[PendingRow], position: int, previous_hash: str
     ) -> list[StoredEvent]:
         if not fresh:
             return []
         recorded_at = datetime.now(UTC)
         stored: list[StoredEvent] = []
-        rows: list[dict[str, Any]] = []
-        for new_event in fresh:
-            event = new_event
-            if correlation_id is not None and event.correlation_id is None:
-                event = replace(event, correlation_id=correlation_id)
+        for pending in fresh:
             position += 1
-            record_json = compact_json(event.record)
-            digest = chain_hash(previous_hash, position, event, record_json, recorded_at)
-            previous_hash = digest
-            stored.append(StoredEvent(position, event, record_json, recorded_at, digest))
-            rows.append(_row_of(position, event, record_json, recorded_at, digest))
-        connection.execute(_INSERT_EVENTS, rows)
+            sealed = pending.seal(previous_hash, position, recorded_at)
+            previous_hash = sealed.hash
+            stored.append(sealed)
+        connection.execute(_INSERT_EVENTS, [row_of(s) for s in stored])
         return stored
 
     def _project_inline(
@@ -253,7 +267,7 @@ class SqlEventStore:
             except Exception as error:  # a projection's bug must not stop ingestion
                 if isinstance(error, DBAPIError) and error.connection_invalidated:
                     raise
-                raise _InlineProjectionError(projection.name, describe_error(error)) from error
+                raise InlineProjectionError(projection.name, describe_error(error)) from error
 
     def rebuild_projections(self) -> int:
         """Rebuild every projection from position 0 and swap it in; return events folded."""
@@ -267,7 +281,11 @@ class SqlEventStore:
 
     def head_position(self) -> int:
         with self.engine.connect() as connection:
-            return int(connection.execute(sa.select(sa.func.max(events.c.position))).scalar() or 0)
+            return self.head_position_in(connection)
+
+    @staticmethod
+    def head_position_in(connection: Connection) -> int:
+        return int(connection.execute(sa.select(sa.func.max(events.c.position))).scalar() or 0)
 
     def read(self, *, after: int = 0, limit: int | None = None) -> Iterator[StoredEvent]:
         """Events in position order after `after`, read page by page."""
@@ -434,11 +452,6 @@ class _WriteTransaction:
             self._connection.close()
 
 
-def describe_error(error: BaseException) -> str:
-    """An error as recorded on a projection's checkpoint."""
-    return f"{type(error).__name__}: {error}"[:2000]
-
-
 def open_store(url: str | None = None, *, auto_upgrade_sqlite: bool = True) -> SqlEventStore:
     """A store on `url` (or $EVENTSTORE_DB_URL, or ./eventstore.db) with its schema checked."""
     engine = create_engine(resolve_url(url))
@@ -446,11 +459,11 @@ def open_store(url: str | None = None, *, auto_upgrade_sqlite: bool = True) -> S
     return SqlEventStore(engine)
 
 
-def _row_of(
-    position: int, event: NewEvent, record_json: str, recorded_at: datetime, digest: str
-) -> dict[str, Any]:
+def row_of(stored: StoredEvent) -> dict[str, Any]:
+    """The `events` row of a stored event."""
+    event = stored.event
     return {
-        "position": position,
+        "position": stored.position,
         "event_id": event.event_id,
         "stream": event.stream,
         "event_name": event.event_name,
@@ -468,9 +481,9 @@ def _row_of(
         "source": str(event.source),
         "causation_id": event.causation_id,
         "correlation_id": event.correlation_id,
-        "record": record_json,
-        "recorded_at": recorded_at,
-        "hash": digest,
+        "record": stored.record_json,
+        "recorded_at": stored.recorded_at,
+        "hash": stored.hash,
     }
 
 

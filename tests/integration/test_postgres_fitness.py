@@ -268,8 +268,10 @@ def test_a_connection_lost_mid_append_stores_nothing_and_a_retry_stores_all(
 
 
 def test_a_connection_dropped_between_invocations_is_replaced_silently(
-    postgres_url: str, admin: psycopg.Connection
+    postgres_url: str, admin: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A pooled connection is pinged once it has been idle this long: here, always.
+    monkeypatch.setenv("EVENTSTORE_DB_IDLE_PING_SECONDS", "0")
     store = catalog_store(postgres_url)
     try:
         store.append(new_events(put_records("b", ["a"])))

@@ -370,3 +370,25 @@ def test_entry_point_projection_is_found_and_backfills(
     store = _store_with(db_url)
     ProjectionRunner(store).catch_up()
     assert _rows(store, "extension_counts") == [("csv", 9), ("md", 1)]
+
+
+def test_catch_up_given_the_head_asks_nothing_while_nothing_can_be_due(db_url: str) -> None:
+    store = _store_with(db_url, KeyCounts())
+    runner = ProjectionRunner(store)
+    store.append(_puts(5))
+    runner.catch_up(min_lag=100, max_delay=60)  # builds the new projections: all at 5
+    store.append(_puts(3, start=5))
+    statements: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+
+    # Lag 3 < 100 and the checkpoints moved under 60 s ago: not a single query.
+    runner.catch_up(min_lag=100, max_delay=60, head=8)
+    assert statements == []
+    assert {s.name: s.position for s in runner.status()}["key_counts"] == 5
+
+    # A lag at the threshold, or a checkpoint older than the delay, is caught up.
+    runner.catch_up(min_lag=3, max_delay=60, head=8)
+    assert {s.name: s.position for s in runner.status()}["key_counts"] == 8
+    store.append(_puts(1, start=8))
+    runner.catch_up(min_lag=100, max_delay=0, head=9)
+    assert {s.name: s.position for s in runner.status()}["key_counts"] == 9

@@ -10,6 +10,7 @@ import pytest
 from eventstore.core.events import NewEvent, Source, StoredEvent
 from eventstore.core.hashing import (
     GENESIS_HASH,
+    PendingRow,
     UnreadableRow,
     canonical_row,
     chain_hash,
@@ -184,3 +185,34 @@ def test_the_chain_depends_on_the_previous_hash() -> None:
     assert chain_hash(GENESIS_HASH, 1, event, "{}", RECORDED) != chain_hash(
         "1" * 64, 1, event, "{}", RECORDED
     )
+
+
+# The head hash of the fixture's chain as the first release computed it. Logs written since
+# then must keep verifying: a change to what is hashed, or how, fails here first.
+FIRST_RELEASE_HEAD = "26144bd9634ffed57b9b78629147ec967f982e15220465731d0ad153a8e16ad9"
+
+
+def test_the_chain_format_is_the_one_existing_logs_were_written_with() -> None:
+    chain = sample_chain()
+    previous = GENESIS_HASH
+    for stored in chain:
+        previous = PendingRow.of(stored.event).seal(previous, stored.position, RECORDED).hash
+    assert previous == FIRST_RELEASE_HEAD
+    assert chain[-1].hash == FIRST_RELEASE_HEAD
+
+
+def test_the_canonical_row_is_the_compact_json_list_of_every_column() -> None:
+    # Times at millisecond precision as S3 writes them; the microseconds follow each.
+    event = sample_chain()[0].event
+    record_json = json.dumps(event.record, separators=(",", ":"), ensure_ascii=False)
+    columns = [
+        7, event.event_id, event.stream, event.event_name,
+        event.event_time.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+        event.event_time.microsecond,
+        event.bucket, event.key, event.version_id, event.sequencer, event.size, event.etag,
+        event.principal_id, event.source_ip, event.request_id, event.region, str(event.source),
+        event.causation_id, event.correlation_id, record_json,
+        "2026-03-01T12:00:01.250Z", 250000,
+    ]  # fmt: skip
+    expected = json.dumps(columns, separators=(",", ":"), ensure_ascii=False).encode()
+    assert canonical_row(7, event, record_json, RECORDED) == expected
