@@ -470,7 +470,6 @@ class ProjectionRunner:
         swapping each in when it reaches the head. Resumes a rebuild already under way."""
         chosen = [self.get(name) for name in names]
         filter_json = event_filter.to_json() if event_filter and not event_filter.is_empty else None
-        reports = []
         for projection in chosen:
             with self.store.write() as connection:
                 row = self._lock_row(connection, projection.name)
@@ -483,8 +482,86 @@ class ProjectionRunner:
                     self._prepare_new(connection, projection, filter_json)
                 elif not resumable:
                     self._restart_rebuild(connection, projection, filter_json)
-            reports.append(self._run(projection, None, progress))
+        reports = self._rebuild_together(chosen, progress)
+        return [reports[projection.name] for projection in chosen]
+
+    def _rebuild_together(
+        self, projections: Sequence[Projection], progress: Progress | None
+    ) -> dict[str, RunReport]:
+        """Fold the rebuilds of `projections` over one read of the log per chunk, then let
+        each fold the last events and swap on its own (see _step)."""
+        reports = {p.name: RunReport(p.name) for p in projections}
+        group = list(projections)
+        try:
+            while group:
+                outcome = self._step_together(group)
+                for projection in list(group):
+                    applied, done, error = outcome[projection.name]
+                    reports[projection.name].applied += applied
+                    if progress is not None and applied:
+                        progress.advance(applied)
+                    if error is not None:
+                        reports[projection.name].error = error
+                    if error is not None or done is not None:
+                        group.remove(projection)
+                    if done == "caught-up":
+                        reports[projection.name].caught_up = True
+        except DBAPIError as error:
+            raise StorageError(f"rebuilding projections: {error.orig}") from error
+        for projection in projections:
+            report = reports[projection.name]
+            if report.error is None and not report.caught_up:  # at the head: swap
+                last = self._run(projection, None, progress, prepared=True)
+                report.applied += last.applied
+                report.caught_up, report.swapped, report.error = (
+                    last.caught_up,
+                    last.swapped,
+                    last.error,
+                )
         return reports
+
+    def _step_together(
+        self, projections: Sequence[Projection]
+    ) -> dict[str, tuple[int, str | None, str | None]]:
+        """One chunk of the log, read once and folded into each projection's shadow tables
+        in one transaction. Per projection: (applied, None/FINAL/"caught-up", error)."""
+        results: dict[str, tuple[int, str | None, str | None]] = {}
+        with self.store.write() as connection:
+            rows = {p.name: self._lock_row(connection, p.name) for p in projections}
+            active = []
+            for projection in projections:
+                row = rows[projection.name]
+                if row is None or row.rebuild_version is None:  # another runner swapped it
+                    results[projection.name] = (0, "caught-up", None)
+                else:
+                    active.append(projection)
+            if not active:
+                return results
+            after = min(rows[p.name].rebuild_position for p in active)
+            events = list(self.store.read_in(connection, after=after, limit=self.chunk))
+            for projection in active:
+                row = rows[projection.name]
+                if len(events) < self.chunk:
+                    results[projection.name] = (0, FINAL, None)
+                    continue
+                mine = [e for e in events if e.position > row.rebuild_position]
+                applied, error = self._fold(
+                    connection,
+                    projection,
+                    suffixed_tables(projection, SHADOW_SUFFIX),
+                    mine,
+                    EventQuery.from_json(row.rebuild_filter),
+                )
+                self._record(
+                    connection,
+                    projection,
+                    rebuilding=True,
+                    events=mine,
+                    applied=applied,
+                    error=error,
+                )
+                results[projection.name] = (applied, None, None if error is None else error[1])
+        return results
 
     def _prepare_new(
         self, connection: Connection, projection: Projection, filter_json: str | None

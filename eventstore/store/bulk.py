@@ -3,18 +3,20 @@
 On PostgreSQL an executemany runs the statement once per row, and with no server-side
 prepared statements (they would pin RDS Proxy connections) each run is parsed and planned
 again: 100 catalog upserts took 8 ms that way and 2.2 ms as one `INSERT ... SELECT FROM
-unnest(arrays)`, whose parameters are one array per column. SQLite runs in-process, where
-executemany is already the fast way.
+unnest(arrays)`, whose parameters are one array per column (sent in binary, `%b`: psycopg's
+text form of an array escapes every string with a regular expression). SQLite runs
+in-process, where executemany is already the fast way once SQLAlchemy's per-row work is out.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
 
 _ARRAY_TYPES = {str: "text", int: "bigint", bool: "boolean", datetime: "timestamptz"}
 
@@ -28,14 +30,7 @@ def unnest_insert(table: sa.Table, *, upsert: bool) -> str:
     arrays = ", ".join(f"%b::{_array_type(column)}[]" for column in table.columns)
     sql = f"INSERT INTO {quote(table.name)} ({', '.join(names)}) SELECT * FROM unnest({arrays})"
     if upsert:
-        keys = {column.name for column in table.primary_key.columns}
-        updates = ", ".join(
-            f"{quote(c.name)} = excluded.{quote(c.name)}"
-            for c in table.columns
-            if c.name not in keys
-        )
-        conflict = ", ".join(quote(name) for name in keys)
-        sql += f" ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
+        sql += _on_conflict_update(table, quote)
     return sql
 
 
@@ -54,24 +49,43 @@ def column_arrays(table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> list[li
 def write_rows(
     connection: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], *, upsert: bool
 ) -> None:
-    """Insert (or upsert, by primary key) `rows`, each a value for every column."""
+    """Insert (or upsert, by primary key) `rows`, each a value for every column, with no
+    per-row work by SQLAlchemy (on SQLite the columns' own bind processors convert)."""
     if not rows:
         return
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(
-            unnest_insert(table, upsert=upsert), tuple(column_arrays(table, rows))
-        )
+        arrays = tuple(column_arrays(table, rows))
+        connection.exec_driver_sql(unnest_insert(table, upsert=upsert), arrays)
         return
-    connection.execute(_sqlite_statement(table, upsert), list(rows))
+    sql, converters = _sqlite_insert(table, upsert, connection.dialect)
+    params = [
+        tuple(row[name] if convert is None else convert(row[name]) for name, convert in converters)
+        for row in rows
+    ]
+    connection.exec_driver_sql(sql, params)
 
 
 @cache
-def _sqlite_statement(table: sa.Table, upsert: bool) -> sa.Insert:
-    insert = sqlite.insert(table)
-    if not upsert:
-        return insert
-    keys = [column.name for column in table.primary_key.columns]
-    return insert.on_conflict_do_update(
-        index_elements=keys,
-        set_={c.name: insert.excluded[c.name] for c in table.columns if c.name not in keys},
+def _sqlite_insert(
+    table: sa.Table, upsert: bool, dialect: Dialect
+) -> tuple[str, list[tuple[str, Callable[[Any], Any] | None]]]:
+    """SQLite: the INSERT (or upsert) with `?` placeholders, and each column's converter."""
+    quote = dialect.identifier_preparer.quote
+    names = [quote(column.name) for column in table.columns]
+    slots = ", ".join("?" * len(names))
+    sql = f"INSERT INTO {quote(table.name)} ({', '.join(names)}) VALUES ({slots})"
+    if upsert:
+        sql += _on_conflict_update(table, quote)
+    converters: list[tuple[str, Callable[[Any], Any] | None]] = []
+    for column in table.columns:
+        converters.append((column.name, column.type.dialect_impl(dialect).bind_processor(dialect)))
+    return sql, converters
+
+
+def _on_conflict_update(table: sa.Table, quote: Callable[[str], str]) -> str:
+    keys = {column.name for column in table.primary_key.columns}
+    updates = ", ".join(
+        f"{quote(c.name)} = excluded.{quote(c.name)}" for c in table.columns if c.name not in keys
     )
+    conflict = ", ".join(quote(c.name) for c in table.primary_key.columns)
+    return f" ON CONFLICT ({conflict}) DO UPDATE SET {updates}"

@@ -63,6 +63,7 @@ from eventstore.projections.base import (
     describe_error,
 )
 from eventstore.store.base import AppendResult, EventQuery, prefix_upper_bound
+from eventstore.store.bulk import write_rows
 from eventstore.store.database import WRITE, create_engine, ensure_schema, resolve_url
 from eventstore.store.schema import UTCDateTime, events, object_catalog, projection_checkpoints
 
@@ -90,7 +91,6 @@ _SELECT_HEAD_AND_KNOWN = sa.union_all(
         sa.cast(sa.null(), sa.BigInteger), sa.cast(sa.null(), sa.String), events.c.event_id
     ).where(events.c.event_id.in_(sa.bindparam("event_ids", expanding=True))),
 )
-_INSERT_EVENTS = sa.insert(events)
 _checkpoint = projection_checkpoints.c
 # Claims the new events for an inline projection in one round trip: the checkpoint moves only
 # if the projection is live, of this version, healthy and exactly at the previous head.
@@ -219,7 +219,7 @@ class SqlEventStore:
             sealed = pending.seal(previous_hash, position, recorded_at)
             previous_hash = sealed.hash
             stored.append(sealed)
-        connection.execute(_INSERT_EVENTS, [row_of(s) for s in stored])
+        write_rows(connection, events, [row_of(s) for s in stored], upsert=False)
         return stored
 
     def _project_inline(
