@@ -64,6 +64,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 def _catch_up(context: LambdaContext, head: int | None) -> None:
     budget = runtime.catch_up_seconds(context.get_remaining_time_in_millis())
+    if budget <= 0:
+        return  # no time left in this invocation: a later one catches up
     min_lag, max_delay = runtime.catch_up_thresholds()
     reports = runtime.runner().catch_up(
         deadline=time.monotonic() + budget, min_lag=min_lag, max_delay=max_delay, head=head

@@ -52,7 +52,7 @@ class ObjectCatalogProjection(Projection, PipelinedProjection):
         sql = _postgres_sql()
         queries: list[Query] = []
         for chunk in _chunks(keys, limit=None):
-            params = (chunk["bucket"], chunk["keys"])
+            params = (chunk["keys"], chunk["bucket"])
             queries += [(sql.select_versions, params), (sql.select_catalog, params)]
         return queries
 
@@ -141,26 +141,42 @@ class _PostgresSql:
 
 @cache
 def _postgres_sql() -> _PostgresSql:
-    quote = postgresql.dialect().identifier_preparer.quote  # type: ignore[no-untyped-call]
-
-    def select(table: sa.Table) -> str:
-        columns = ", ".join(quote(c.name) for c in table.columns)
-        return f"SELECT {columns} FROM {quote(table.name)} WHERE bucket = %s AND key = ANY(%s)"
-
     return _PostgresSql(
-        select_versions=select(object_versions),
-        select_catalog=select(object_catalog),
+        select_versions=_postgres_select(object_versions),
+        select_catalog=_postgres_select(object_catalog),
         upsert_versions=unnest_insert(object_versions, upsert=True),
         upsert_catalog=unnest_insert(object_catalog, upsert=True),
+    )
+
+
+@cache
+def _postgres_select(table: sa.Table) -> str:
+    """The rows of one bucket's keys; parameters (keys, bucket).
+
+    One index lookup per key, whatever the planner's statistics say. A plain
+    `bucket = %s AND key = ANY(%s)` on a young table (not yet analysed) was planned as a
+    scan of the whole bucket: every append cost as much as the catalog was large."""
+    quote = postgresql.dialect().identifier_preparer.quote  # type: ignore[no-untyped-call]
+    columns = ", ".join(quote(c.name) for c in table.columns)
+    return (
+        f"SELECT rows.* FROM unnest(%s::text[]) AS wanted(key) CROSS JOIN LATERAL"
+        f" (SELECT {columns} FROM {quote(table.name)}"
+        f" WHERE bucket = %s AND key = wanted.key OFFSET 0) AS rows"
     )
 
 
 def load_states(
     connection: Connection, catalog: sa.Table, versions: sa.Table, keys: Iterable[Key]
 ) -> dict[Key, ObjectState]:
-    statements = _statements(catalog, versions)
     version_rows: list[Any] = []
     catalog_rows: list[Any] = []
+    if connection.dialect.name == "postgresql":
+        for chunk in _chunks(keys, limit=None):
+            params = (chunk["keys"], chunk["bucket"])
+            version_rows.extend(connection.exec_driver_sql(_postgres_select(versions), params))
+            catalog_rows.extend(connection.exec_driver_sql(_postgres_select(catalog), params))
+        return states_of_rows(version_rows, catalog_rows)
+    statements = _statements(catalog, versions)
     for chunk in _chunks(keys):
         version_rows.extend(connection.execute(statements.select_versions, chunk))
         catalog_rows.extend(connection.execute(statements.select_catalog, chunk))
