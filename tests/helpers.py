@@ -1,18 +1,19 @@
-"""Helpers shared by the tests: fixtures parsed into events, hand-made events, Lambda shapes."""
+"""Helpers shared by the tests: fixtures parsed into events, hand-made events, Lambda shapes.
+
+Builders of S3 records and notifications are in tests.notification_factory."""
 
 import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from eventstore.core.events import NewEvent, Source
 from eventstore.core.identity import derive_event_id
 from eventstore.core.parsing import Delivery, envelopes_of_file, parse_envelope
 from tests.conftest import event_text, load_event
-
-BASE_TIME = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+from tests.notification_factory import T0
 
 
 def deliveries_of(name: str) -> list[Delivery]:
@@ -44,7 +45,7 @@ def make_event(
     request_id: str | None = None,
 ) -> NewEvent:
     """A NewEvent as the parser would make it, with its derived id."""
-    event_time = BASE_TIME + timedelta(seconds=seconds)
+    event_time = T0 + timedelta(seconds=seconds)
     if size is None and event_name.startswith("ObjectCreated:"):
         size = 100
     if etag is None and event_name.startswith("ObjectCreated:"):
@@ -77,10 +78,6 @@ def make_event(
         source=Source.SQS_SNS,
         record=record,
     )
-
-
-def s3_notification(record: dict[str, Any]) -> dict[str, Any]:
-    return {"Records": [record]}
 
 
 def first_record(name: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from eventstore.core.parsing import Envelope
 from eventstore.ingest import IngestSummary, ingest_envelopes
 from eventstore.replay import archive_key
 from eventstore.store.base import EventLog
-from tests.factories import notification, s3_record, sns_wrapped
+from tests.notification_factory import T0, notification, s3_record, sns_wrapped
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -44,26 +44,38 @@ def sample_messages() -> list[SentMessage]:
     """A day of traffic over three hours: SNS-wrapped and raw-delivered bodies, several
     records in one message, an overwrite, a delete marker, awkward keys, a test event."""
     hour = timedelta(hours=1)
+
+    def at(seconds: int) -> datetime:
+        return T0 + timedelta(seconds=seconds)
+
+    bucket, report = "audit-bucket", "reports/2026/march.csv"
     records = [
-        s3_record(key="reports/2026/march.csv", version_id="v1", sequencer="0A1", seconds=1),
-        s3_record(key="reports/2026/march.csv", version_id="v2", sequencer="0A2", seconds=2),
-        s3_record(key="photos/a b+c ü.jpg", sequencer="0B1", seconds=3),
+        s3_record(bucket, report, version_id="v1", sequencer="0A1", when=at(1), size=100),
+        s3_record(bucket, report, version_id="v2", sequencer="0A2", when=at(2), size=100),
+        s3_record(bucket, "photos/a b+c ü.jpg", sequencer="0B1", when=at(3), size=100),
         s3_record(
-            key="reports/2026/march.csv",
-            name="ObjectRemoved:DeleteMarkerCreated",
+            bucket,
+            report,
+            event_name="ObjectRemoved:DeleteMarkerCreated",
             version_id="v3",
             sequencer="0A3",
-            seconds=4,
+            when=at(4),
         ),
-        s3_record(key="tmp/scratch.bin", sequencer="0C1", seconds=5),
-        s3_record(key="tmp/scratch.bin", name="ObjectRemoved:Delete", sequencer="0C2", seconds=6),
+        s3_record(bucket, "tmp/scratch.bin", sequencer="0C1", when=at(5), size=100),
+        s3_record(
+            bucket,
+            "tmp/scratch.bin",
+            event_name="ObjectRemoved:Delete",
+            sequencer="0C2",
+            when=at(6),
+        ),
     ]
     return [
         SentMessage("5f1c0a3e-0001", SENT, sns_wrapped("sns-0001", records[0])),
         SentMessage(
             "5f1c0a3e-0002", SENT + timedelta(minutes=5), sns_wrapped("sns-0002", records[1])
         ),
-        SentMessage("5f1c0a3e-0003", SENT + hour, json.dumps(notification(records[2]))),
+        SentMessage("5f1c0a3e-0003", SENT + hour, json.dumps(notification([records[2]]))),
         SentMessage("5f1c0a3e-0004", SENT + hour, sns_wrapped("sns-0004", records[3], records[4])),
         SentMessage("5f1c0a3e-0005", SENT + 2 * hour, sns_wrapped("sns-0005", records[5])),
         SentMessage(

@@ -19,17 +19,17 @@ from tests.conftest import load_event
 from tests.helpers import (
     LambdaContext,
     first_record,
-    s3_notification,
     sns_body,
     sqs_event,
     sqs_message,
 )
+from tests.notification_factory import notification
 
 
 def record_with(change: Callable[[dict[str, Any]], object]) -> str:
     record = first_record("s3_copy.json")
     change(record)
-    return sns_body(json.dumps(s3_notification(record)))
+    return sns_body(json.dumps(notification([record])))
 
 
 def padded(record: dict[str, Any]) -> None:

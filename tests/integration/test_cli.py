@@ -13,7 +13,8 @@ import pytest
 from eventstore import cli
 from eventstore.store.schema import SCHEMA_REVISION
 from tests.conftest import EVENTS_DIR
-from tests.helpers import first_record, s3_notification
+from tests.helpers import first_record
+from tests.notification_factory import notification
 
 EVENT_FIELDS = [
     "position", "event_id", "event_name", "event_time", "bucket", "key", "version_id",
@@ -185,7 +186,7 @@ def test_history_takes_the_decoded_key_as_typed(run: Run, tmp_path: Path) -> Non
     record["s3"]["bucket"]["name"] = "b"
     record["s3"]["object"]["key"] = "a+b%2Bc.txt"
     path = tmp_path / "plus.json"
-    path.write_text(json.dumps(s3_notification(record)))
+    path.write_text(json.dumps(notification([record])))
     run.ingest(str(path))
     (row,) = run.json("history", "s3://b/a b+c.txt")
     assert row["key"] == "a b+c.txt"
@@ -492,7 +493,7 @@ def test_a_line_with_a_lone_surrogate_fails_alone(run: Run, tmp_path: Path) -> N
     record["note"] = "\ud800"
     path = tmp_path / "surrogate.jsonl"
     path.write_text(
-        json.dumps(s3_notification(record)) + "\n" + json.dumps(first_record_notification()) + "\n"
+        json.dumps(notification([record])) + "\n" + json.dumps(first_record_notification()) + "\n"
     )
     # When it is ingested
     code, out, err = run("ingest", str(path))
@@ -504,4 +505,4 @@ def test_a_line_with_a_lone_surrogate_fails_alone(run: Run, tmp_path: Path) -> N
 
 
 def first_record_notification() -> dict[str, Any]:
-    return s3_notification(first_record("s3_post.json"))
+    return notification([first_record("s3_post.json")])

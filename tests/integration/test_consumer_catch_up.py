@@ -1,13 +1,14 @@
 """The ingest consumer lets projections catch up within the time Lambda leaves it."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from consumers import ingest, runtime
 from eventstore.projections.runner import ProjectionRunner
-from tests.factories import s3_record, sns_wrapped
+from tests.notification_factory import T0, s3_record, sns_wrapped
 
 
 @dataclass
@@ -29,7 +30,14 @@ def _sqs_event(count: int) -> dict[str, object]:
                 "messageId": f"msg-{i}",
                 "receiptHandle": f"rh-{i}",
                 "body": sns_wrapped(
-                    f"sns-{i}", s3_record(key=f"in/{i}.json", sequencer=f"{i + 1:08X}", seconds=i)
+                    f"sns-{i}",
+                    s3_record(
+                        "audit-bucket",
+                        f"in/{i}.json",
+                        sequencer=f"{i + 1:08X}",
+                        when=T0 + timedelta(seconds=i),
+                        size=100,
+                    ),
                 ),
                 "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1772366400000"},
                 "messageAttributes": {},

@@ -18,11 +18,11 @@ from tests.conftest import load_event
 from tests.helpers import (
     LambdaContext,
     first_record,
-    s3_notification,
     sns_body,
     sqs_event,
     sqs_message,
 )
+from tests.notification_factory import notification
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_partial_failure_names_only_the_bad_messages(
     batch = sqs_event(
         sqs_message(body_of("sqs_sns_put.json"), "good-1"),
         sqs_message("<html>502 Bad Gateway</html>", "bad-not-json"),
-        sqs_message(sns_body(json.dumps(s3_notification(bad_record))), "bad-size"),
+        sqs_message(sns_body(json.dumps(notification([bad_record]))), "bad-size"),
         sqs_message(json.dumps(load_event("s3_copy.json")), "good-2"),
     )
     # When it is handled
@@ -188,7 +188,7 @@ def test_an_empty_batch_is_fine(db_file: Path, reader: SqlEventStore) -> None:
 def test_unknown_event_name_is_stored(db_file: Path, reader: SqlEventStore) -> None:
     record = first_record("s3_put.json")
     record["eventName"] = "ObjectSnapshot:Created"
-    response = ingest.handler(sqs_event(sqs_message(sns_body(json.dumps(s3_notification(record))))),
+    response = ingest.handler(sqs_event(sqs_message(sns_body(json.dumps(notification([record]))))),
                               context())  # fmt: skip
     assert response == {"batchItemFailures": []}
     assert [s.event.event_name for s in reader.read()] == ["ObjectSnapshot:Created"]

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,7 +21,7 @@ from eventstore.projections.registry import load_projections, projection, unregi
 from eventstore.projections.runner import SHADOW_SUFFIX, ProjectionRunner
 from eventstore.store.database import create_engine, upgrade_schema
 from eventstore.store.sql import SqlEventStore
-from tests.factories import new_events, s3_record
+from tests.notification_factory import EMPTY_ETAG, T0, new_events, s3_record
 
 key_counts = sa.Table(
     "key_counts",
@@ -83,13 +84,23 @@ def _rows(store: SqlEventStore, table: str) -> list[tuple[Any, ...]]:
         return sorted(tuple(r) for r in connection.execute(sa.text(f'SELECT * FROM "{table}"')))
 
 
+BUCKET = "audit-bucket"
+
+
+def _at(seconds: int) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
 def _puts(count: int, *, prefix: str = "data/", start: int = 0) -> list[Any]:
     return new_events(
-        *(
-            s3_record(key=f"{prefix}file-{i % 7}.csv", sequencer=f"{i + 1:016X}", seconds=i)
+        [
+            s3_record(
+                BUCKET, f"{prefix}file-{i % 7}.csv", sequencer=f"{i + 1:016X}", when=_at(i),
+                size=100,
+            )
             for i in range(start, start + count)
-        )
-    )
+        ]
+    )  # fmt: skip
 
 
 def test_decorated_projection_backfills_from_history(db_url: str) -> None:
@@ -184,7 +195,9 @@ def test_failing_projection_stops_at_its_event_and_resumes_once_fixed(db_url: st
     runner.catch_up()
     KeyCounts.fail_on_key = "data/poison.csv"
     store.append(_puts(5))
-    store.append(new_events(s3_record(key="data/poison.csv", sequencer="00A0", seconds=60)))
+    store.append(
+        new_events([s3_record(BUCKET, "data/poison.csv", sequencer="00A0", when=_at(60), size=100)])
+    )
     store.append(_puts(3, start=5))
     reports = {r.name: r for r in runner.catch_up()}
     # the failure is recorded at the poison event; the other projections carried on
@@ -280,20 +293,28 @@ def histories(draw: st.DrawFn) -> tuple[list[Any], list[int]]:
         name = draw(st.sampled_from(NAMES))
         versioned = draw(st.booleans())
         sequenced = name != "ObjectTagging:Put" and draw(st.integers(0, 9)) > 0
+        key = draw(st.sampled_from(KEYS))
+        version_id = f"v{draw(st.integers(0, 3))}" if versioned else None
+        sequencer = f"{draw(st.integers(1, 400)):X}" if sequenced else None
+        when = _at(draw(st.integers(0, 50)))
+        size = draw(st.integers(0, 5000))
+        created = name.startswith("ObjectCreated:")  # only these carry a size and an eTag
         records.append(
             s3_record(
-                key=draw(st.sampled_from(KEYS)),
-                name=name,
-                version_id=f"v{draw(st.integers(0, 3))}" if versioned else None,
-                sequencer=f"{draw(st.integers(1, 400)):X}" if sequenced else None,
-                seconds=draw(st.integers(0, 50)),
-                size=draw(st.integers(0, 5000)),
+                BUCKET,
+                key,
+                event_name=name,
+                version_id=version_id,
+                sequencer=sequencer,
+                when=when,
+                size=size if created else None,
+                etag=EMPTY_ETAG if created else None,
                 principal=draw(st.sampled_from(["AWS:alice", "AWS:bob"])),
                 request_id=f"R{index}",
             )
         )
     splits = draw(st.lists(st.integers(1, count), max_size=4))
-    return new_events(*records), sorted(set(splits))
+    return new_events(records), sorted(set(splits))
 
 
 BUILT_IN_TABLES = [
@@ -363,7 +384,8 @@ def test_entry_point_projection_is_found_and_backfills(
     installed_plugin: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = _store_with(db_url)
-    store.append(_puts(9) + new_events(s3_record(key="x/readme.md", sequencer="FFFF", seconds=99)))
+    readme = s3_record(BUCKET, "x/readme.md", sequencer="FFFF", when=_at(99), size=100)
+    store.append(_puts(9) + new_events([readme]))
     monkeypatch.syspath_prepend(str(installed_plugin))
     names = [p.name for p in load_projections()]
     assert "extension_counts" in names

@@ -15,7 +15,6 @@ from moto import mock_aws
 from eventstore import cli
 from eventstore.aws.embedded import embedded_aws
 from eventstore.store.sql import SqlEventStore, open_store
-from tests.factories import s3_record, sns_wrapped
 from tests.integration.replay_support import (
     REGION,
     event_ids,
@@ -24,6 +23,7 @@ from tests.integration.replay_support import (
     sample_messages,
     write_archive,
 )
+from tests.notification_factory import s3_record, sns_wrapped
 
 
 @pytest.fixture
@@ -103,7 +103,8 @@ def test_replay_from_sqs_exits_1_and_names_the_message_that_stays(
     sqs = boto3.client("sqs", region_name=REGION)
     queue = sqs.create_queue(QueueName="dlq")["QueueUrl"]
     sqs.send_message(
-        QueueUrl=queue, MessageBody=sns_wrapped("m", s3_record(key="x", sequencer="01"))
+        QueueUrl=queue,
+        MessageBody=sns_wrapped("m", s3_record("audit-bucket", "x", sequencer="01", size=100)),
     )
     poison = sqs.send_message(QueueUrl=queue, MessageBody="{oops")["MessageId"]
 

@@ -20,8 +20,8 @@ from eventstore.replay import (
     backfill_from_s3_versions,
 )
 from eventstore.store.sql import SqlEventStore
-from tests.factories import new_events, s3_record
 from tests.integration.replay_support import REGION, fake_aws_credentials
+from tests.notification_factory import new_events, s3_record
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -215,19 +215,19 @@ def test_a_missing_bucket_is_a_replay_source_error(s3: "S3Client", store: SqlEve
 def test_known_versions_lists_existence_changing_events_of_the_keys_asked_about(
     store: SqlEventStore,
 ) -> None:
-    store.append(
-        new_events(
-            s3_record(key="k", version_id="v1", sequencer="01", etag="e1"),
-            s3_record(key="k", name="ObjectTagging:Put", version_id="v9", sequencer="02"),
-            s3_record(
-                key="k", name="ObjectRemoved:DeleteMarkerCreated", version_id="v2", sequencer="03"
-            ),
-            s3_record(key="k", name="LifecycleExpiration:Delete", version_id="v0", sequencer="04"),
-            s3_record(key="plain", sequencer="05", etag="e5"),
-            s3_record(key="not-asked", version_id="v7", sequencer="06"),
-            s3_record(bucket="other-bucket", key="k", version_id="v8", sequencer="07"),
-        )
-    )
+    records = [
+        s3_record(BUCKET, "k", version_id="v1", sequencer="01", size=100, etag="e1"),
+        s3_record(BUCKET, "k", event_name="ObjectTagging:Put", version_id="v9", sequencer="02",
+                  size=None, etag=None),
+        s3_record(BUCKET, "k", event_name="ObjectRemoved:DeleteMarkerCreated", version_id="v2",
+                  sequencer="03"),
+        s3_record(BUCKET, "k", event_name="LifecycleExpiration:Delete", version_id="v0",
+                  sequencer="04", size=None, etag=None),
+        s3_record(BUCKET, "plain", sequencer="05", size=100, etag="e5"),
+        s3_record(BUCKET, "not-asked", version_id="v7", sequencer="06", size=100),
+        s3_record("other-bucket", "k", version_id="v8", sequencer="07", size=100),
+    ]  # fmt: skip
+    store.append(new_events(records))
 
     known = store.known_versions("audit-bucket", ["k", "plain"])
 

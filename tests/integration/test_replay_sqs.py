@@ -13,8 +13,8 @@ from eventstore.core.parsing import parse_sqs_body
 from eventstore.errors import StorageError
 from eventstore.replay import drain_queue
 from eventstore.store.sql import SqlEventStore
-from tests.factories import s3_record, sns_wrapped
 from tests.integration.replay_support import REGION, event_ids, fake_aws_credentials
+from tests.notification_factory import s3_record, sns_wrapped
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -34,7 +34,10 @@ def dlq(sqs: "SQSClient") -> str:
 
 def good_bodies(count: int) -> list[str]:
     return [
-        sns_wrapped(f"sns-{i}", s3_record(key=f"inbox/file-{i}.csv", sequencer=f"0F{i:02d}"))
+        sns_wrapped(
+            f"sns-{i}",
+            s3_record("audit-bucket", f"inbox/file-{i}.csv", sequencer=f"0F{i:02d}", size=100),
+        )
         for i in range(count)
     ]
 

@@ -1,22 +1,29 @@
 """Anchors: a (position, hash) kept outside the log catches what the chain alone cannot."""
 
 import sqlite3
+from datetime import timedelta
 
 import pytest
 
 from eventstore.cli import main
 from eventstore.core.hashing import GENESIS_HASH, Anchor, chain_hash
 from eventstore.store.sql import SqlEventStore
-from tests.factories import new_events, s3_record
+from tests.notification_factory import T0, new_events, s3_record
 
 
 def _fill(store: SqlEventStore, count: int, start: int = 0) -> None:
     store.append(
         new_events(
-            *(
-                s3_record(key=f"k/{i}.txt", sequencer=f"{i + 1:010X}", seconds=i)
+            [
+                s3_record(
+                    "audit-bucket",
+                    f"k/{i}.txt",
+                    sequencer=f"{i + 1:010X}",
+                    when=T0 + timedelta(seconds=i),
+                    size=100,
+                )
                 for i in range(start, start + count)
-            )
+            ]
         )
     )
 

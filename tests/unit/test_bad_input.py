@@ -19,7 +19,8 @@ from eventstore.core.parsing import (
 )
 from eventstore.errors import MalformedMessageError
 from tests.conftest import load_event
-from tests.helpers import first_record, s3_notification, sns_body
+from tests.helpers import first_record, sns_body
+from tests.notification_factory import notification
 
 MESSAGE_ID = "059f36b4-87a3-44ab-83d2-661975830a7d"
 
@@ -38,7 +39,7 @@ def rejected(body: str) -> MalformedMessageError:
 def put_record_with(change: Callable[[dict[str, Any]], None]) -> str:
     record = first_record("s3_put.json")
     change(record)
-    return json.dumps(s3_notification(record))
+    return json.dumps(notification([record]))
 
 
 def test_body_that_is_not_json() -> None:
@@ -210,7 +211,7 @@ def test_body_over_256_kb() -> None:
     # Given a notification padded (in an unknown field) past SQS's 256 KB limit
     record = first_record("s3_put.json")
     record["padding"] = "x" * MAX_MESSAGE_BYTES
-    body = json.dumps(s3_notification(record))
+    body = json.dumps(notification([record]))
     error = rejected(body)
     assert error.reason == (
         f"SQS message body is {len(body.encode())} bytes, over the {MAX_MESSAGE_BYTES}-byte limit"
@@ -220,9 +221,9 @@ def test_body_over_256_kb() -> None:
 def test_body_of_exactly_256_kb_is_accepted() -> None:
     record = first_record("s3_put.json")
     record["padding"] = ""
-    size = len(json.dumps(s3_notification(record)).encode())
+    size = len(json.dumps(notification([record])).encode())
     record["padding"] = "x" * (MAX_MESSAGE_BYTES - size)
-    body = json.dumps(s3_notification(record))
+    body = json.dumps(notification([record]))
     assert len(body.encode()) == MAX_MESSAGE_BYTES
     assert len(parse_sqs_body(body, message_id=MESSAGE_ID).events) == 1
 
@@ -230,7 +231,7 @@ def test_body_of_exactly_256_kb_is_accepted() -> None:
 def test_multibyte_body_over_256_kb_is_measured_in_bytes() -> None:
     record = first_record("s3_put.json")
     record["padding"] = "é" * (MAX_MESSAGE_BYTES // 2)  # fewer characters than bytes
-    body = json.dumps(s3_notification(record), ensure_ascii=False)
+    body = json.dumps(notification([record]), ensure_ascii=False)
     assert len(body) < MAX_MESSAGE_BYTES < len(body.encode())
     assert "over the" in rejected(body).reason
 
@@ -255,7 +256,7 @@ def test_valid_surrogate_pairs_are_text() -> None:
 def test_bad_input_inside_sns_names_the_sqs_message() -> None:
     record = first_record("s3_put.json")
     record["eventTime"] = "not a time"
-    error = rejected(sns_body(json.dumps(s3_notification(record))))
+    error = rejected(sns_body(json.dumps(notification([record]))))
     assert error.reason == "Records[0].eventTime 'not a time' is not an ISO 8601 time"
 
 

@@ -16,7 +16,8 @@ from eventstore.core.parsing import (
 )
 from eventstore.errors import MalformedMessageError
 from tests.conftest import event_text, load_event
-from tests.helpers import deliveries_of, events_of, first_record, only_event_of, s3_notification
+from tests.helpers import deliveries_of, events_of, first_record, only_event_of
+from tests.notification_factory import notification
 
 INVOICE_KEY = "invoices/2026/03/inv-1042.pdf"
 INVOICE_VERSION = "Rb_l2T8UHDkFEwCgJjhlgPOZC0qJ.vpD"
@@ -161,7 +162,7 @@ def test_other_event_versions_are_rejected(event_version: object) -> None:
     record = first_record("s3_put.json")
     record["eventVersion"] = event_version
     with pytest.raises(MalformedMessageError, match=r"eventVersion .* is not 2\.x"):
-        parse_sqs_body(json.dumps(s3_notification(record)), message_id="m-1")
+        parse_sqs_body(json.dumps(notification([record])), message_id="m-1")
 
 
 @pytest.mark.parametrize(
