@@ -12,6 +12,8 @@ whose schema the migrations built, and the same number of events of about 1 KB e
             message an SNS notification of one S3 record: parse, identity, the serialised
             append with the hash chain, the object catalog and its checkpoint, Powertools
             logging and metrics. One warm-up invocation per process is not timed (cold start).
+* log only  `SqlEventStore.append` of the parsed events with no projections, in the same
+            1, 4 and 8 processes: what the log itself costs, without the object catalog.
 * psycopg   `executemany` (batch 10 and 100, one transaction each) and COPY (batch 1000) of
             the equivalent rows, prepared before the clock starts, into a copy of `events`
             (same columns and indexes): the floor of what any append can cost.
@@ -70,6 +72,7 @@ from tests.postgres_server import (
 )
 
 ENV_URL = "EVENTSTORE_BENCH_POSTGRES_URL"
+HANDLER_LABELS = ("handler", "handler, no catch-up", "log only")
 PADDING = 420  # bytes of unknown fields, for S3 records of about 1 KB
 COLUMNS = (
     "position", "event_id", "stream", "event_name", "event_time", "bucket", "key", "version_id",
@@ -141,8 +144,28 @@ def handler_writer(
     return began, time.perf_counter()
 
 
+def log_writer(
+    url: str, writer: int, count: int, batch: int, start_at: float
+) -> tuple[float, float]:
+    """`SqlEventStore.append` with no projections at all: the log alone (parsed events in)."""
+    store = SqlEventStore(create_engine(url), projections=[])
+    store.append(new_events(records_of(writer, 10_000_000, batch)))  # connect, untimed
+    batches = [new_events(records_of(writer, start, batch)) for start in range(0, count, batch)]
+    time.sleep(max(0.0, start_at - time.time()))
+    began = time.perf_counter()
+    for parsed in batches:
+        store.append(parsed)
+    return began, time.perf_counter()
+
+
 def run_handler(
-    databases: TestDatabases, writers: int, batch: int, total: int, *, catch_up: bool = True
+    databases: TestDatabases,
+    writers: int,
+    batch: int,
+    total: int,
+    *,
+    catch_up: bool = True,
+    log_only: bool = False,
 ) -> float:
     url = databases.create()
     per_writer = total // writers
@@ -150,7 +173,9 @@ def run_handler(
         with get_context("spawn").Pool(writers) as pool:
             start_at = time.time() + 2.0 + 0.3 * writers  # after every process has warmed up
             jobs = [
-                pool.apply_async(
+                pool.apply_async(log_writer, (url, w, per_writer, batch, start_at))
+                if log_only
+                else pool.apply_async(
                     handler_writer, (url, w, per_writer, batch, start_at), {"catch_up": catch_up}
                 )
                 for w in range(writers)
@@ -476,18 +501,20 @@ def main() -> int:
         for name, run in contenders(databases, total):
             results[name] = run()
             print(f"  {name:<48} {results[name]:>9,.0f} ev/s", flush=True)
-        for catch_up in (True, False):
-            label = "handler" if catch_up else "handler, no catch-up"
+        for label in HANDLER_LABELS:
             for writers in (1, 4, 8):
                 for batch in (10, 100):
                     name = f"{label} {writers}w batch {batch}"
-                    results[name] = run_handler(databases, writers, batch, total, catch_up=catch_up)
+                    results[name] = run_handler(
+                        databases, writers, batch, total,
+                        catch_up=label == "handler", log_only=label == "log only",
+                    )  # fmt: skip
                     print(f"  {name:<48} {results[name]:>9,.0f} ev/s", flush=True)
         es10 = results["es Application.save batch 10"]
         recorder10 = results["es recorder.insert_events batch 10"]
         raw10 = results["psycopg executemany batch 10"]
         print("ratios at batch 10 (es = eventsourcing, single writer):")
-        for label in ("handler", "handler, no catch-up"):
+        for label in HANDLER_LABELS:
             for writers in (1, 4, 8):
                 ours = results[f"{label} {writers}w batch 10"]
                 print(
