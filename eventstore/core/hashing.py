@@ -185,3 +185,16 @@ class PendingRow:
         """The stored event at `position`, linked to the row before it."""
         digest = link_hash(previous_hash, seal_row(position, self.body, recorded_at))
         return StoredEvent(position, self.event, self.record_json, recorded_at, digest)
+
+
+def seal_all(
+    pending: Iterable[PendingRow], head: int, head_hash: str, recorded_at: datetime
+) -> list[StoredEvent]:
+    """The rows appended after the head (`head`, `head_hash`), each linked to the one before."""
+    stored: list[StoredEvent] = []
+    previous_hash = head_hash
+    for position, row in enumerate(pending, start=head + 1):
+        sealed = row.seal(previous_hash, position, recorded_at)
+        previous_hash = sealed.hash
+        stored.append(sealed)
+    return stored

@@ -28,7 +28,7 @@ from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection
 
 from eventstore.core.events import StoredEvent
-from eventstore.core.hashing import GENESIS_HASH, PendingRow
+from eventstore.core.hashing import GENESIS_HASH, PendingRow, seal_all
 from eventstore.errors import StorageError
 from eventstore.projections.base import (
     Batch,
@@ -156,13 +156,7 @@ class _Append:
 
     def write(self, fresh: list[PendingRow], head: int, head_hash: str) -> list[StoredEvent]:
         """Seal the rows after the head, fold them, and send it all with COMMIT."""
-        recorded_at = datetime.now(UTC)
-        stored: list[StoredEvent] = []
-        previous_hash = head_hash
-        for position, row in enumerate(fresh, start=head + 1):
-            sealed = row.seal(previous_hash, position, recorded_at)
-            previous_hash = sealed.hash
-            stored.append(sealed)
+        stored = seal_all(fresh, head, head_hash, datetime.now(UTC))
         assert self._checkpoints is not None
         checkpoints = {row.name: row for row in self._checkpoints.fetchall()}
         writes: list[Batch] = []

@@ -24,7 +24,8 @@ larger one, so a reader checkpoints past it and never sees it):
    that has seen position n has seen 1..n, whatever its own isolation level; a catch-up
    projection may checkpoint at the largest position it saw.
 
-The cost is that appends do not overlap; each holds the lock for a few round trips. A
+The cost is that appends do not overlap; each holds the lock for two round trips (see
+pg_append.py: the statements are pipelined) and the hashing and folding between them. A
 lost connection rolls the append back on the server (nothing is half-stored) and surfaces
 as StorageError; if it is lost during COMMIT the outcome is unknown, and the retry is safe
 because event ids are unique: what committed is counted as duplicates.
@@ -51,6 +52,7 @@ from eventstore.core.hashing import (
     PendingRow,
     UnreadableRow,
     VerifyResult,
+    seal_all,
     verify_chain,
 )
 from eventstore.core.objectstate import CatalogEntry, ObjectState
@@ -208,17 +210,11 @@ class SqlEventStore:
 
     @staticmethod
     def _insert(
-        connection: Connection, fresh: list[PendingRow], position: int, previous_hash: str
+        connection: Connection, fresh: list[PendingRow], head: int, head_hash: str
     ) -> list[StoredEvent]:
         if not fresh:
             return []
-        recorded_at = datetime.now(UTC)
-        stored: list[StoredEvent] = []
-        for pending in fresh:
-            position += 1
-            sealed = pending.seal(previous_hash, position, recorded_at)
-            previous_hash = sealed.hash
-            stored.append(sealed)
+        stored = seal_all(fresh, head, head_hash, datetime.now(UTC))
         write_rows(connection, events, [row_of(s) for s in stored], upsert=False)
         return stored
 
