@@ -194,7 +194,8 @@ class ProjectionRunner:
             rows = {row.name: row for row in connection.execute(sa.select(checkpoints))}
         now = time.monotonic()
         waiting: dict[str, tuple[int, float]] = {}
-        reports = []
+        reports: dict[str, RunReport] = {}
+        behind: list[Projection] = []  # live and healthy: caught up together, one read
         for projection in self.projections:
             row = rows.get(projection.name)
             if _is_current(projection, row, head) or _can_wait(
@@ -203,17 +204,29 @@ class ProjectionRunner:
                 assert row is not None  # a projection with no checkpoint is never current
                 moved = now - (_now() - row.updated_at).total_seconds()
                 waiting[projection.name] = (row.position, moved)
-                reports.append(RunReport(projection.name, caught_up=True))
+                reports[projection.name] = RunReport(projection.name, caught_up=True)
+            elif (
+                not projection.inline
+                and _is_live_and_current_version(projection, row)
+                and row is not None
+                and not row.last_error
+            ):
+                behind.append(projection)
+        if behind:
+            reports.update(self._fold_together(behind, deadline, progress, live=True))
+        for projection in self.projections:
+            if projection.name in reports or projection in behind:
                 continue
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            prepared = _is_live_and_current_version(projection, row)
+            prepared = _is_live_and_current_version(projection, rows.get(projection.name))
             report = self._run(projection, deadline, progress, wait=False, prepared=prepared)
-            if report.caught_up and report.error is None:
-                waiting[projection.name] = (head, time.monotonic())
-            reports.append(report)
+            reports[projection.name] = report
+        for name, report in reports.items():
+            if name not in waiting and report.caught_up and report.error is None:
+                waiting[name] = (head, time.monotonic())
         self._seen = waiting
-        return reports
+        return [reports[p.name] for p in self.projections if p.name in reports]
 
     def _nothing_due(self, head: int, min_lag: int, max_delay: float | None) -> bool:
         """Whether, by the last catch-up's reading, every projection may still wait at this
@@ -490,24 +503,7 @@ class ProjectionRunner:
     ) -> dict[str, RunReport]:
         """Fold the rebuilds of `projections` over one read of the log per chunk, then let
         each fold the last events and swap on its own (see _step)."""
-        reports = {p.name: RunReport(p.name) for p in projections}
-        group = list(projections)
-        try:
-            while group:
-                outcome = self._step_together(group)
-                for projection in list(group):
-                    applied, done, error = outcome[projection.name]
-                    reports[projection.name].applied += applied
-                    if progress is not None and applied:
-                        progress.advance(applied)
-                    if error is not None:
-                        reports[projection.name].error = error
-                    if error is not None or done is not None:
-                        group.remove(projection)
-                    if done == "caught-up":
-                        reports[projection.name].caught_up = True
-        except DBAPIError as error:
-            raise StorageError(f"rebuilding projections: {error.orig}") from error
+        reports = self._fold_together(projections, None, progress, live=False)
         for projection in projections:
             report = reports[projection.name]
             if report.error is None and not report.caught_up:  # at the head: swap
@@ -520,47 +516,96 @@ class ProjectionRunner:
                 )
         return reports
 
+    def _fold_together(
+        self,
+        projections: Sequence[Projection],
+        deadline: float | None,
+        progress: Progress | None,
+        *,
+        live: bool,
+    ) -> dict[str, RunReport]:
+        """Fold `projections` (all live, or all rebuilding) chunk by chunk, each chunk read
+        from the log once for all of them, until each is caught up (a rebuild: at the head,
+        ready to swap), fails, is taken by another runner, or the deadline passes."""
+        reports = {p.name: RunReport(p.name) for p in projections}
+        group = list(projections)
+        try:
+            while group and (deadline is None or time.monotonic() < deadline):
+                outcome = self._step_together(group, live=live)
+                for projection in list(group):
+                    applied, done, error = outcome[projection.name]
+                    reports[projection.name].applied += applied
+                    if progress is not None and applied:
+                        progress.advance(applied)
+                    if error is not None:
+                        reports[projection.name].error = error
+                    if error is not None or done is not None:
+                        group.remove(projection)
+                    if done == "caught-up":
+                        reports[projection.name].caught_up = True
+        except DBAPIError as error:
+            raise StorageError(f"folding projections: {error.orig}") from error
+        return reports
+
     def _step_together(
-        self, projections: Sequence[Projection]
+        self, projections: Sequence[Projection], *, live: bool
     ) -> dict[str, tuple[int, str | None, str | None]]:
-        """One chunk of the log, read once and folded into each projection's shadow tables
-        in one transaction. Per projection: (applied, None/FINAL/"caught-up", error)."""
+        """One chunk of the log, read once and folded into each projection's tables (live,
+        or the shadow copies of a rebuild) in one transaction. Per projection: (applied,
+        None / "caught-up" / FINAL (a rebuild at the head) / BUSY, error)."""
         results: dict[str, tuple[int, str | None, str | None]] = {}
         with self.store.write() as connection:
-            rows = {p.name: self._lock_row(connection, p.name) for p in projections}
-            active = []
+            # Live: a projection another runner holds is left to it (many containers).
+            rows = {p.name: self._lock_row(connection, p.name, wait=not live) for p in projections}
+            after: dict[str, int] = {}
             for projection in projections:
                 row = rows[projection.name]
-                if row is None or row.rebuild_version is None:  # another runner swapped it
+                if row is None:
+                    results[projection.name] = (0, BUSY if live else "caught-up", None)
+                elif live and (
+                    row.rebuild_version is not None
+                    or row.version != projection.effective_version
+                    or row.last_error
+                ):
+                    results[projection.name] = (0, BUSY, None)  # changed meanwhile: _run's job
+                elif not live and row.rebuild_version is None:  # another runner swapped it
                     results[projection.name] = (0, "caught-up", None)
                 else:
-                    active.append(projection)
-            if not active:
+                    after[projection.name] = row.position if live else row.rebuild_position
+            if not after:
                 return results
-            after = min(rows[p.name].rebuild_position for p in active)
-            events = list(self.store.read_in(connection, after=after, limit=self.chunk))
-            for projection in active:
-                row = rows[projection.name]
-                if len(events) < self.chunk:
+            events = list(
+                self.store.read_in(connection, after=min(after.values()), limit=self.chunk)
+            )
+            at_head = len(events) < self.chunk
+            for projection in projections:
+                if projection.name not in after:
+                    continue
+                if at_head and not live:
                     results[projection.name] = (0, FINAL, None)
                     continue
-                mine = [e for e in events if e.position > row.rebuild_position]
+                row = rows[projection.name]
+                mine = [e for e in events if e.position > after[projection.name]]
+                if not mine:  # ahead of the others: wait for them
+                    results[projection.name] = (0, "caught-up" if at_head else None, None)
+                    continue
                 applied, error = self._fold(
                     connection,
                     projection,
-                    suffixed_tables(projection, SHADOW_SUFFIX),
+                    live_tables(projection) if live else suffixed_tables(projection, SHADOW_SUFFIX),
                     mine,
-                    EventQuery.from_json(row.rebuild_filter),
+                    EventQuery.from_json(row.live_filter if live else row.rebuild_filter),
                 )
                 self._record(
                     connection,
                     projection,
-                    rebuilding=True,
+                    rebuilding=not live,
                     events=mine,
                     applied=applied,
                     error=error,
                 )
-                results[projection.name] = (applied, None, None if error is None else error[1])
+                done = "caught-up" if at_head and error is None else None
+                results[projection.name] = (applied, done, None if error is None else error[1])
         return results
 
     def _prepare_new(

@@ -414,3 +414,23 @@ def test_catch_up_given_the_head_asks_nothing_while_nothing_can_be_due(db_url: s
     store.append(_puts(1, start=8))
     runner.catch_up(min_lag=100, max_delay=0, head=9)
     assert {s.name: s.position for s in runner.status()}["key_counts"] == 9
+
+
+def test_live_projections_at_different_positions_catch_up_together_each_event_once(
+    db_url: str,
+) -> None:
+    store = _store_with(db_url, KeyCounts())
+    store.append(_puts(10))
+    ProjectionRunner(store).catch_up()
+    store.append(_puts(5, start=10))
+    activity = [p for p in store.projections if p.name == "principal_activity"]
+    ProjectionRunner(store, activity).catch_up()  # principal_activity at 15, key_counts at 10
+    store.append(_puts(5, start=15))
+
+    ProjectionRunner(store, chunk=3).catch_up()  # one read per chunk for both
+
+    positions = {s.name: s.position for s in ProjectionRunner(store).status()}
+    assert positions["key_counts"] == positions["principal_activity"] == 20
+    assert sorted(KeyCounts.applied_positions) == list(range(1, 21))
+    assert sum(count for _, count in _rows(store, "key_counts")) == 20
+    assert sum(row[2] for row in _rows(store, "principal_activity")) == 20
