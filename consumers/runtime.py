@@ -6,14 +6,12 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from eventstore.projections.runner import ProjectionRunner
-    from eventstore.store.sql import SqlEventStore
+    from eventstore.wiring import EventStore
 
 SERVICE_DEFAULT = "s3-eventstore"
 NAMESPACE_DEFAULT = "S3EventStore"
 
-_stores: dict[str, "SqlEventStore"] = {}
-_runners: dict[str, "ProjectionRunner"] = {}
+_event_stores: dict[str, "EventStore"] = {}
 _lock = threading.Lock()
 
 
@@ -25,32 +23,19 @@ def metrics_namespace() -> str:
     return os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or NAMESPACE_DEFAULT
 
 
-def store() -> "SqlEventStore":
-    """The store for $EVENTSTORE_DB_URL, created once per container and per URL.
+def event_store() -> "EventStore":
+    """The event store (log, projections, runner) for $EVENTSTORE_DB_URL, opened once per
+    container and per URL, through eventstore.wiring like every other entry point.
 
     SQLAlchemy is imported here, on the first invocation, not when the module loads."""
-    from eventstore.store.sql import open_store
+    from eventstore.wiring import open_event_store
 
     url = os.environ.get("EVENTSTORE_DB_URL", "")
     with _lock:
-        existing = _stores.get(url)
+        existing = _event_stores.get(url)
         if existing is None:
-            existing = open_store(url or None)
-            _stores[url] = existing
-        return existing
-
-
-def runner() -> "ProjectionRunner":
-    """The projection runner over store(), created once per container."""
-    from eventstore.projections.runner import ProjectionRunner
-
-    url = os.environ.get("EVENTSTORE_DB_URL", "")
-    current = store()
-    with _lock:
-        existing = _runners.get(url)
-        if existing is None or existing.store is not current:
-            existing = ProjectionRunner(current)
-            _runners[url] = existing
+            existing = open_event_store(url or None, auto_upgrade_sqlite=True)
+            _event_stores[url] = existing
         return existing
 
 

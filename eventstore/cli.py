@@ -29,7 +29,11 @@ from eventstore.store.database import create_engine, resolve_url, upgrade_schema
 from eventstore.store.sql import SqlEventStore, open_store
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from eventstore.projections.base import Projection
     from eventstore.projections.runner import ProjectionRunner
+    from eventstore.wiring import EventStore
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -171,7 +175,36 @@ def _positive_int(text: str) -> int:
 
 
 def _store(args: argparse.Namespace) -> SqlEventStore:
+    """The log alone, for the commands that need no projection."""
     return open_store(args.db)
+
+
+def _event_store(args: argparse.Namespace) -> "EventStore":
+    """The log with its projections (eventstore.wiring: the one place they are put together)."""
+    from eventstore.wiring import open_event_store
+
+    return open_event_store(args.db)
+
+
+def _report_catch_up(event_store: "EventStore") -> None:
+    """Catch every projection up, so a person's next query sees what was just stored."""
+    for report in event_store.catch_up():
+        if report.error:
+            print(f"eventstore: projection {report.name} failed: {report.error}", file=sys.stderr)
+
+
+def _warn_if_behind(event_store: "EventStore", name: str) -> int:
+    """Say on stderr when a projection a query reads is behind the log; return its lag."""
+    status = event_store.status(name)
+    if status.state == "live":
+        return 0
+    print(
+        f"eventstore: projection {name} is {status.state}, {status.lag} events behind the log"
+        f" (head {status.head}); `eventstore projections catch-up` brings it up to date"
+        + (f"; last error: {status.last_error}" if status.last_error else ""),
+        file=sys.stderr,
+    )
+    return status.lag
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -192,16 +225,12 @@ def _read_input(name: str) -> str:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     texts = [(name, _read_input(name)) for name in args.files]  # fail before storing anything
-    store = _store(args)
+    event_store = _event_store(args)
     summary = IngestSummary()
     for name, text in texts:
         deliveries = parse_all(envelopes_of_file(text, name=name), summary)
-        append_deliveries(store, deliveries, summary, correlation_id=f"cli:{name}")
-    from eventstore.projections.runner import ProjectionRunner
-
-    for report in ProjectionRunner(store).catch_up():
-        if report.error:
-            print(f"eventstore: projection {report.name} failed: {report.error}", file=sys.stderr)
+        append_deliveries(event_store.log, deliveries, summary, correlation_id=f"cli:{name}")
+    _report_catch_up(event_store)
     for failure in summary.failures:
         print(f"eventstore: failed message {failure.message_id}: {failure.reason}", file=sys.stderr)
     print(json.dumps(summary.as_dict()))
@@ -241,14 +270,19 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_objects(args: argparse.Namespace) -> int:
-    store = _store(args)
-    if args.as_of:
+    from eventstore.wiring import CATALOG
+
+    event_store = _event_store(args)
+    if args.as_of:  # folded from the log itself: never behind
         when = parse_option_time(args.as_of, "--as-of")
-        entries = store.objects_as_of(
-            when, bucket=args.bucket, prefix=args.prefix, include_deleted=args.include_deleted
+        entries = iter(
+            event_store.objects_as_of(
+                when, bucket=args.bucket, prefix=args.prefix, include_deleted=args.include_deleted
+            )
         )
     else:
-        entries = store.objects(
+        _warn_if_behind(event_store, CATALOG)
+        entries = event_store.objects(
             bucket=args.bucket, prefix=args.prefix, include_deleted=args.include_deleted
         )
     rows = [catalog_row(e) for e in entries]
@@ -285,18 +319,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _runner(args: argparse.Namespace) -> "ProjectionRunner":
-    from eventstore.projections.runner import ProjectionRunner
-
-    return ProjectionRunner(_store(args))
+    return _event_store(args).runner
 
 
 def cmd_projections_list(args: argparse.Namespace) -> int:
     rows = [
-        {"name": p.name, "version": p.effective_version, "inline": p.inline,
+        {"name": p.name, "version": p.effective_version,
          "tables": ", ".join(t.name for t in p.tables), "description": p.description}
         for p in _runner(args).projections
     ]  # fmt: skip
-    render(rows, ("name", "version", "inline", "tables", "description"), args.format, sys.stdout)
+    render(rows, ("name", "version", "tables", "description"), args.format, sys.stdout)
     return EXIT_OK
 
 
@@ -369,9 +401,10 @@ def _json_safe(row: dict[str, object]) -> dict[str, object]:
 def cmd_projections_show(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
-    runner = _runner(args)
-    projection = runner.get(args.name)
-    table = projection.tables[0]
+    event_store = _event_store(args)
+    runner = event_store.runner
+    projection, table = _projection_table(runner, args.name)
+    _warn_if_behind(event_store, projection.name)
     with runner.store.engine.connect() as connection:
         if not sa.inspect(connection).has_table(table.name):
             raise ConfigurationError(
@@ -380,6 +413,18 @@ def cmd_projections_show(args: argparse.Namespace) -> int:
         rows = [dict(r) for r in connection.execute(sa.select(table).limit(args.limit)).mappings()]
     render(rows, [c.name for c in table.columns], args.format, sys.stdout)
     return EXIT_OK
+
+
+def _projection_table(runner: "ProjectionRunner", name: str) -> tuple["Projection", "sa.Table"]:
+    """A projection's first table, or the projection that keeps the table `name`."""
+    for projection in runner.projections:
+        if projection.name == name:
+            return projection, projection.tables[0]
+        for table in projection.tables:
+            if table.name == name:
+                return projection, table
+    runner.get(name)  # raises, listing the projections
+    raise AssertionError("unreachable")
 
 
 def replay_from_log(args: argparse.Namespace) -> int:
@@ -406,7 +451,7 @@ def replay_from_aws(args: argparse.Namespace) -> int:
     return run_replay(
         args.source,
         args.target,
-        store=lambda: _store(args),
+        event_store=lambda: _event_store(args),
         endpoint_url=args.endpoint_url,
         region=args.region,
         since=parse_option_time(args.since, "--since") if args.since else None,

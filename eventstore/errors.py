@@ -29,3 +29,8 @@ class StorageError(EventStoreError):
 
 class SchemaNotReadyError(StorageError):
     """The database schema is missing or older than this code; run `eventstore db upgrade`."""
+
+
+class MalformedEventError(EventStoreError):
+    """A Lambda invocation event that is not an SQS batch at all (no `Records` list, a record
+    without its `messageId`): no message can be named, so the invocation itself fails."""

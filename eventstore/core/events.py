@@ -1,5 +1,7 @@
 """The event model: one S3 change as parsed (NewEvent) and as stored in the log (StoredEvent)."""
 
+import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -61,7 +63,7 @@ class NewEvent:
     request_id: str | None
     region: str | None
     source: Source
-    record: dict[str, Any] = field(compare=False)
+    record: Mapping[str, Any] = field(compare=False)
     causation_id: str | None = None
     correlation_id: str | None = None
 
@@ -87,3 +89,75 @@ class StoredEvent:
     @property
     def order_key(self) -> OrderKey:
         return OrderKey(self.event.sequencer, self.event.event_time, self.position)
+
+    def values(self) -> tuple[Any, ...]:
+        """The stored row: one value per name in EVENT_COLUMNS, in that order."""
+        event = self.event
+        return (
+            self.position, event.event_id, event.stream, event.event_name, event.event_time,
+            event.bucket, event.key, event.version_id, event.sequencer, event.size, event.etag,
+            event.principal_id, event.source_ip, event.request_id, event.region,
+            str(event.source), event.causation_id, event.correlation_id, self.record_json,
+            self.recorded_at, self.hash,
+        )  # fmt: skip
+
+    @classmethod
+    def of_values(cls, values: Any) -> "StoredEvent":
+        """The stored event of a row in EVENT_COLUMNS order (a tuple or a database row).
+
+        The verbatim record is decoded only when a reader looks at it: folding projections
+        and answering audit queries need only the typed columns."""
+        (
+            position, event_id, _stream, event_name, event_time, bucket, key, version_id,
+            sequencer, size, etag, principal_id, source_ip, request_id, region, source,
+            causation_id, correlation_id, record_json, recorded_at, digest,
+        ) = values  # fmt: skip
+        event = NewEvent(
+            event_id, event_name, event_time, bucket, key, version_id, sequencer, size, etag,
+            principal_id, source_ip, request_id, region, _SOURCES[source],
+            LazyRecord(record_json), causation_id, correlation_id,
+        )  # fmt: skip
+        return cls(position, event, record_json, recorded_at, digest)
+
+
+# The log's row, in one order shared by the SQL table, the hash chain's canonical form (which
+# hashes every column but `hash` itself, with the times spelled out) and StoredEvent.values.
+EVENT_COLUMNS = (
+    "position", "event_id", "stream", "event_name", "event_time", "bucket", "key",
+    "version_id", "sequencer", "size", "etag", "principal_id", "source_ip", "request_id",
+    "region", "source", "causation_id", "correlation_id", "record", "recorded_at", "hash",
+)  # fmt: skip
+
+_SOURCES = {str(source): source for source in Source}
+
+
+class LazyRecord(Mapping[str, Any]):
+    """The verbatim S3 record of a stored event, decoded from its JSON on first use."""
+
+    __slots__ = ("_decoded", "_text")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._decoded: dict[str, Any] | None = None
+
+    def _data(self) -> dict[str, Any]:
+        if self._decoded is None:
+            self._decoded = json.loads(self._text)
+        return self._decoded
+
+    def __getitem__(self, name: str) -> Any:
+        return self._data()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+    @property
+    def text(self) -> str:
+        """The record's JSON exactly as stored."""
+        return self._text
+
+    def __repr__(self) -> str:
+        return f"LazyRecord({self._text[:60]!r}...)"

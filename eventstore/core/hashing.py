@@ -8,7 +8,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from eventstore.core.events import NewEvent, StoredEvent
+from eventstore.core.events import LazyRecord, NewEvent, StoredEvent
 from eventstore.core.timeutil import format_time
 
 GENESIS_HASH = "0" * 64
@@ -178,7 +178,9 @@ class PendingRow:
 
     @classmethod
     def of(cls, event: NewEvent) -> "PendingRow":
-        record_json = compact_json(event.record)
+        record = event.record
+        # A stored event appended elsewhere again (a replay between logs) keeps its exact text.
+        record_json = record.text if isinstance(record, LazyRecord) else compact_json(record)
         return cls(event, record_json, row_body(event, record_json))
 
     def seal(self, previous_hash: str, position: int, recorded_at: datetime) -> StoredEvent:

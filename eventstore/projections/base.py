@@ -1,38 +1,75 @@
 """The projection interface: a named, versioned fold of the log into its own tables.
 
-A projection declares its tables (SQLAlchemy `Table`s) and folds events into them through a
-ProjectionContext, which hands it either the live tables or, during a rebuild, their shadow
-copies. The runner moves the projection's checkpoint in the same transaction as its writes,
-so an event is applied exactly once; it never sees the tables' physical names.
+A projection declares its tables (SQLAlchemy `Table`s) and folds events into them in one of
+two ways:
+
+* `apply(context, events)`: write as you go, statement by statement. Simple, and right for
+  small read models; the runner calls it with each chunk inside the transaction that moves
+  the checkpoint.
+* `start()` returning a `Fold`: fold chunks of events into state held in memory, and write
+  only what changed, set-based, when the runner calls `flush`. A rebuild is the same fold
+  from empty tables over large chunks, flushed when `held` passes the runner's memory bound,
+  so it stays flat and resumable. The built-ins work this way.
+
+Either way the runner hands over a ProjectionContext with the live tables or, during a
+rebuild, their shadow copies; the checkpoint moves in the same transaction as the writes
+(the flush), so an event is applied exactly once. Events carry the typed columns; the
+verbatim record (`event.record`) is decoded only if a projection reads it.
 """
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from eventstore.core.events import NewEvent, StoredEvent
+from eventstore.core.events import StoredEvent
 
 
 class ProjectionContext:
-    """What `apply` works with: the open transaction and the tables to write."""
+    """What a projection works with: a connection and the tables to read and write.
 
-    def __init__(self, connection: Connection, tables: Mapping[str, sa.Table]) -> None:
+    `fresh` is true while the tables hold nothing this run has not folded itself (a rebuild
+    before its first flush): a fold need not look up rows it does not hold."""
+
+    def __init__(
+        self, connection: Connection, tables: Mapping[str, sa.Table], *, fresh: bool = False
+    ) -> None:
         self.connection = connection
         self._tables = tables
+        self.fresh = fresh
 
     def table(self, name: str) -> sa.Table:
         """The table `name` of this projection, live or shadow as the runner decided."""
         return self._tables[name]
 
 
-class Projection(ABC):
-    """Subclass, set `name`, `version` and `tables`, implement `apply`; register with
-    `@projection` or the `eventstore.projections` entry-point group.
+class Fold(ABC):
+    """A projection's state for one run, held in memory between flushes."""
 
-    Bump `version` whenever `apply` or the tables change: the runner then rebuilds the
+    @abstractmethod
+    def apply(self, context: ProjectionContext, events: Sequence[StoredEvent]) -> None:
+        """Fold `events` (in position order) into memory. It may read rows it does not hold
+        yet through `context` (unless `context.fresh`), and must not write."""
+
+    @abstractmethod
+    def flush(self, context: ProjectionContext) -> None:
+        """Write what changed since the last flush, in as few statements as possible; the
+        runner moves the checkpoint in the same transaction. What was written may be
+        forgotten: later events can read it back."""
+
+    @property
+    def held(self) -> int:
+        """How many entries this fold holds; the runner flushes a rebuild past its bound."""
+        return 0
+
+
+class Projection(ABC):
+    """Subclass, set `name`, `version` and `tables`, implement `apply` (or `start`);
+    register with `@projection` or the `eventstore.projections` entry-point group.
+
+    Bump `version` whenever the fold or the tables change: the runner then rebuilds the
     projection from position 0 into shadow tables and swaps them in when caught up.
     """
 
@@ -40,56 +77,41 @@ class Projection(ABC):
     version: ClassVar[int] = 1
     description: ClassVar[str] = ""
     tables: ClassVar[Sequence[sa.Table]] = ()
-    # Applied inside every append's transaction (when caught up), not only by catch-up runs.
-    inline: ClassVar[bool] = False
 
     @property
     def effective_version(self) -> int:
         """The version the checkpoint records; settings that change the contents add to it."""
         return self.version
 
-    @abstractmethod
     def apply(self, context: ProjectionContext, events: Sequence[StoredEvent]) -> None:
-        """Fold `events` (in position order, all after the checkpoint) into the tables."""
+        """Fold `events` (in position order, all after the checkpoint) into the tables,
+        writing through `context.connection`. Implement this, or `start`."""
+        raise NotImplementedError(f"projection {self.name} implements neither apply nor start")
+
+    def start(self) -> Fold:
+        """A fold for one run (a catch-up or a rebuild). The default buffers events and
+        hands them to `apply` at each flush."""
+        return _ApplyEachFlush(self)
 
 
-# A statement for psycopg (PostgreSQL, `%s` placeholders) and its parameters: one sequence
-# for a query, a list of them for an executemany.
-Query = tuple[str, Sequence[Any]]
-Batch = tuple[str, Sequence[Sequence[Any] | Mapping[str, Any]]]
+class _ApplyEachFlush(Fold):
+    """The fold of a projection that implements `apply`: events wait for the flush."""
 
+    def __init__(self, projection: Projection) -> None:
+        self._projection = projection
+        self._pending: list[StoredEvent] = []
 
-class PipelinedProjection(ABC):
-    """What an inline projection adds to be folded inside the append's two round trips on
-    PostgreSQL (psycopg pipeline mode), instead of a statement at a time through `apply`.
+    def apply(self, context: ProjectionContext, events: Sequence[StoredEvent]) -> None:
+        self._pending.extend(events)
 
-    `pipeline_reads` names the rows the fold needs; they are read in the append's first
-    round trip, under the append lock, so nobody else changes them before the second.
-    `pipeline_writes` folds the new events into those rows and returns the statements that
-    store the result; they are sent with the events' INSERT and the COMMIT. Both work on
-    the live tables, and must leave them exactly as `apply` would.
-    """
+    def flush(self, context: ProjectionContext) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            self._projection.apply(context, pending)
 
-    @abstractmethod
-    def pipeline_reads(self, events: Sequence[NewEvent]) -> list[Query]:
-        """Queries for the rows that folding `events` needs (a superset is fine: some of
-        them may turn out to be in the log already)."""
-
-    @abstractmethod
-    def pipeline_writes(
-        self, events: Sequence[StoredEvent], rows: Sequence[Sequence[Any]]
-    ) -> list[Batch]:
-        """The statements folding `events` into the tables, given the rows of each query of
-        `pipeline_reads` (named tuples, in the order of the queries)."""
-
-
-class InlineProjectionError(Exception):
-    """An inline projection raised during an append; the append is made again without it."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"{name}: {reason}")
-        self.name = name
-        self.reason = reason
+    @property
+    def held(self) -> int:
+        return len(self._pending)
 
 
 def describe_error(error: BaseException) -> str:

@@ -1,122 +1,229 @@
-"""The object catalog: the current state of every key, kept by the rules in core.objectstate."""
+"""The object catalog: the current state of every key, kept by the rules in core.objectstate,
+and the live objects and bytes per prefix that follow from it.
 
+One fold feeds three tables: `object_versions` (every version of every key: the state the
+rules need), `object_catalog` (one row per key, what `eventstore objects` shows) and
+`prefix_stats` (objects and bytes per prefix at depth EVENTSTORE_PREFIX_DEPTH). The prefix
+statistics used to be a projection of their own that folded the same rules into a copy of
+the first two tables; deriving them from the catalog's fold halves the work of both.
+"""
+
+import os
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects import postgresql
 
-from eventstore.core.events import Effect, NewEvent, StoredEvent
-from eventstore.core.objectstate import ObjectState, VersionState
+from eventstore.core.events import Effect, StoredEvent, effect_of
+from eventstore.core.objectstate import CatalogEntry, ObjectState, VersionState
 from eventstore.core.ordering import OrderKey
-from eventstore.projections.base import (
-    Batch,
-    PipelinedProjection,
-    Projection,
-    ProjectionContext,
-    Query,
-)
-from eventstore.store.bulk import column_arrays, unnest_insert, write_rows
-from eventstore.store.schema import object_catalog, object_versions
+from eventstore.projections.base import Fold, Projection, ProjectionContext
+from eventstore.store.base import prefix_upper_bound
+from eventstore.store.bulk import write_rows
+from eventstore.store.schema import object_catalog, object_versions, projection_metadata
 
 _CHUNK = 400  # keys per IN clause: well under SQLite's variable limit
+KEEP_AFTER_FLUSH = 50_000  # keys a fold keeps in memory after a flush; past it, it forgets
 
 Key = tuple[str, str]
+Contribution = tuple[int, int]  # (objects, bytes) a key adds to its prefix
+
+prefix_stats = sa.Table(
+    "prefix_stats",
+    projection_metadata,
+    sa.Column("bucket", object_catalog.c.bucket.type, primary_key=True),
+    sa.Column("prefix", object_catalog.c.key.type, primary_key=True),
+    sa.Column("objects", sa.BigInteger(), nullable=False),
+    sa.Column("bytes", sa.BigInteger(), nullable=False),
+)
 
 
-class ObjectCatalogProjection(Projection, PipelinedProjection):
-    """Current state per (bucket, key), last writer wins by sequencer."""
+def prefix_of(key: str, depth: int) -> str:
+    """The first `depth` folders of `key`, with a trailing slash; "" for a top-level key."""
+    folders = key.split("/")[:-1]
+    return "".join(f"{folder}/" for folder in folders[:depth])
+
+
+def prefix_depth() -> int:
+    depth = int(os.environ.get("EVENTSTORE_PREFIX_DEPTH", "2"))
+    if depth < 1:
+        raise ValueError("prefix depth must be at least 1")
+    return depth
+
+
+class ObjectCatalogProjection(Projection):
+    """Current state per (bucket, key), last writer wins by sequencer; objects and bytes
+    per prefix."""
 
     name = "object_catalog"
-    version = 1
-    description = "current state of every key: version, size, etag, deleted, last event"
-    tables = (object_catalog, object_versions)
-    inline = True
+    version = 2
+    description = (
+        "current state of every key (version, size, etag, deleted, last event) and live "
+        "objects and bytes per prefix (depth from EVENTSTORE_PREFIX_DEPTH, default 2)"
+    )
+    tables = (object_catalog, object_versions, prefix_stats)
+
+    def __init__(self, depth: int | None = None) -> None:
+        self.depth = depth if depth is not None else prefix_depth()
+        if self.depth < 1:
+            raise ValueError("prefix depth must be at least 1")
+
+    @property
+    def effective_version(self) -> int:
+        # The depth shapes every prefix row: a new depth is a new version.
+        return self.version * 100 + self.depth
+
+    def start(self) -> "CatalogFold":
+        return CatalogFold(self.depth)
+
+
+class CatalogFold(Fold):
+    """The catalog rules over the keys a run touches, in memory; what changed is written at
+    each flush, one upsert per table."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+        self.states: dict[Key, ObjectState] = {}
+        self.changed: dict[Key, set[str]] = defaultdict(set)
+        # Each changed key's contribution to its prefix as the tables last stored it.
+        self.stored_contribution: dict[Key, Contribution] = {}
+        self.prefixes: dict[Key, list[int]] = {}  # (bucket, prefix) -> [objects, bytes]
+        self.changed_prefixes: set[Key] = set()
+
+    @property
+    def held(self) -> int:
+        return len(self.states)
 
     def apply(self, context: ProjectionContext, events: Sequence[StoredEvent]) -> None:
-        relevant = [s for s in events if s.event.effect is not Effect.NONE]
+        relevant = [s for s in events if effect_of(s.event.event_name) is not Effect.NONE]
         if not relevant:
             return
-        catalog, versions = context.table("object_catalog"), context.table("object_versions")
-        keys = {(s.event.bucket, s.event.key) for s in relevant}
-        states = load_states(context.connection, catalog, versions, keys)
-        changed = fold(states, relevant)
-        save_states(context.connection, catalog, versions, states, changed)
+        states = self.states
+        if not context.fresh:
+            missing = {(s.event.bucket, s.event.key) for s in relevant} - states.keys()
+            if missing:
+                states.update(_load_states(context, missing))
+        changed, stored_contribution = self.changed, self.stored_contribution
+        for stored in relevant:
+            event = stored.event
+            key = (event.bucket, event.key)
+            state = states.get(key)
+            if state is None:
+                state = states[key] = ObjectState(event.bucket, event.key)
+            if key not in stored_contribution:
+                stored_contribution[key] = _contribution(state.entry())
+            slots = state.apply(event, stored.position)
+            if slots:
+                changed[key] |= slots
 
-    def pipeline_reads(self, events: Sequence[NewEvent]) -> list[Query]:
-        keys = {(e.bucket, e.key) for e in events if e.effect is not Effect.NONE}
-        sql = _postgres_sql()
-        queries: list[Query] = []
-        for chunk in _chunks(keys, limit=None):
-            params = (chunk["keys"], chunk["bucket"])
-            queries += [(sql.select_versions, params), (sql.select_catalog, params)]
-        return queries
+    def flush(self, context: ProjectionContext) -> None:
+        version_rows: list[tuple[Any, ...]] = []
+        catalog_rows: list[tuple[Any, ...]] = []
+        deltas: dict[Key, list[int]] = defaultdict(lambda: [0, 0])
+        for key, slots in self.changed.items():
+            state = self.states[key]
+            for slot in slots:
+                version = state.versions.get(slot)
+                if version is not None:
+                    version_rows.append(_version_row(state, slot, version))
+            entry = state.entry()
+            if entry is None:
+                continue
+            catalog_rows.append(_catalog_row(entry, state.last_event_version))
+            before = self.stored_contribution.get(key, (0, 0))
+            after = _contribution(entry)
+            if before != after:
+                delta = deltas[(key[0], prefix_of(key[1], self.depth))]
+                delta[0] += after[0] - before[0]
+                delta[1] += after[1] - before[1]
+        connection = context.connection
+        write_rows(connection, context.table("object_versions"), version_rows, upsert=True)
+        write_rows(connection, context.table("object_catalog"), catalog_rows, upsert=True)
+        self._write_prefixes(context, deltas)
+        self.changed.clear()
+        self.stored_contribution.clear()
+        if len(self.states) > KEEP_AFTER_FLUSH:
+            self.states.clear()  # what was flushed can be read back
 
-    def pipeline_writes(
-        self, events: Sequence[StoredEvent], rows: Sequence[Sequence[Any]]
-    ) -> list[Batch]:
-        relevant = [s for s in events if s.event.effect is not Effect.NONE]
-        if not relevant:
-            return []
-        states = states_of_rows(
-            (row for result in rows[0::2] for row in result),
-            (row for result in rows[1::2] for row in result),
-        )
-        version_rows, catalog_rows = upsert_rows(states, fold(states, relevant))
-        sql = _postgres_sql()
-        writes: list[Batch] = []
-        if version_rows:
-            writes.append((sql.upsert_versions, [column_arrays(object_versions, version_rows)]))
-        if catalog_rows:
-            writes.append((sql.upsert_catalog, [column_arrays(object_catalog, catalog_rows)]))
-        return writes
+    def _write_prefixes(self, context: ProjectionContext, deltas: dict[Key, list[int]]) -> None:
+        if not deltas:
+            return
+        table = context.table("prefix_stats")
+        missing = [p for p in deltas if p not in self.prefixes]
+        if missing and not context.fresh:
+            self.prefixes.update(_load_prefixes(context.connection, table, missing))
+        rows: list[tuple[str, str, int, int]] = []
+        emptied: list[Key] = []
+        for (bucket, prefix), (objects, size) in deltas.items():
+            total = self.prefixes.setdefault((bucket, prefix), [0, 0])
+            total[0] += objects
+            total[1] += size
+            if total[0] or total[1]:
+                rows.append((bucket, prefix, total[0], total[1]))
+            else:
+                emptied.append((bucket, prefix))
+        write_rows(context.connection, table, rows, upsert=True)
+        for bucket, prefix in emptied:  # an emptied prefix has no row
+            context.connection.execute(
+                sa.delete(table).where(table.c.bucket == bucket, table.c.prefix == prefix)
+            )
+            del self.prefixes[(bucket, prefix)]
 
 
-def fold(states: dict[Key, ObjectState], events: Sequence[StoredEvent]) -> dict[Key, set[str]]:
-    """Apply events to the states (adding keys not seen before); return, per key, the
-    version slots that changed ("" for the key's summary)."""
-    changed: dict[Key, set[str]] = defaultdict(set)
-    for stored in events:
-        event = stored.event
-        key = (event.bucket, event.key)
-        state = states.get(key)
-        if state is None:
-            state = states[key] = ObjectState(event.bucket, event.key)
-        changed[key] |= state.apply(event, stored.position)
-    return {key: slots for key, slots in changed.items() if slots}
+def _contribution(entry: CatalogEntry | None) -> Contribution:
+    if entry is None or entry.deleted:
+        return 0, 0
+    return 1, entry.size or 0
 
 
-def _chunks(
-    keys: Iterable[Key], limit: int | None = _CHUNK
-) -> Iterator[dict[str, str | list[str]]]:
-    """The parameters of the statements below: one bucket and up to `limit` of its keys.
+def _version_row(state: ObjectState, slot: str, v: VersionState) -> tuple[Any, ...]:
+    created = v.created
+    return (
+        state.bucket, state.key, slot, v.version_id, v.exists, v.delete_marker, v.size, v.etag,
+        v.last.sequencer, v.last.event_time, v.last.position,
+        created.sequencer if created else None, created.event_time if created else None,
+        created.position if created else None,
+    )  # fmt: skip
+
+
+def _catalog_row(entry: CatalogEntry, last_event_version: str | None) -> tuple[Any, ...]:
+    return (
+        entry.bucket, entry.key, entry.version_id, entry.size, entry.etag, entry.sequencer,
+        entry.last_event_name, entry.last_event_time, last_event_version, entry.last_position,
+        entry.deleted,
+    )  # fmt: skip
+
+
+def _chunks(keys: Iterable[Key], limit: int | None = _CHUNK) -> Iterator[tuple[str, list[str]]]:
+    """One bucket and up to `limit` of its keys at a time.
 
     Not a (bucket, key) row-value IN list: SQLite (3.40) answers that with a scan of the
-    whole table, so every batch would cost as much as the catalog is large."""
+    whole table, so every chunk would cost as much as the catalog is large."""
     by_bucket: dict[str, list[str]] = defaultdict(list)
     for bucket, key in keys:
         by_bucket[bucket].append(key)
     for bucket, names in by_bucket.items():
         step = limit or len(names)
         for start in range(0, len(names), step):
-            yield {"bucket": bucket, "keys": names[start : start + step]}
+            yield bucket, names[start : start + step]
 
 
 @dataclass(frozen=True, slots=True)
 class _Statements:
-    """The statements over one pair of catalog tables (live, shadow or a projection's copy),
-    built once: building them costs more than running them for a small batch."""
-
     select_versions: sa.Select[Any]
     select_catalog: sa.Select[Any]
 
 
 @cache
 def _statements(catalog: sa.Table, versions: sa.Table) -> _Statements:
+    """Built once per pair of tables (live, shadow): building costs more than running."""
+
     def of_keys(table: sa.Table) -> sa.ColumnElement[bool]:
         return sa.and_(
             table.c.bucket == sa.bindparam("bucket"),
@@ -129,57 +236,40 @@ def _statements(catalog: sa.Table, versions: sa.Table) -> _Statements:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _PostgresSql:
-    """The live tables' statements as psycopg runs them (no IN-list limit: an array)."""
-
-    select_versions: str
-    select_catalog: str
-    upsert_versions: str
-    upsert_catalog: str
-
-
 @cache
-def _postgres_sql() -> _PostgresSql:
-    return _PostgresSql(
-        select_versions=_postgres_select(object_versions),
-        select_catalog=_postgres_select(object_catalog),
-        upsert_versions=unnest_insert(object_versions, upsert=True),
-        upsert_catalog=unnest_insert(object_catalog, upsert=True),
-    )
-
-
-@cache
-def _postgres_select(table: sa.Table) -> str:
+def _postgres_select(table_name: str, columns: tuple[str, ...]) -> str:
     """The rows of one bucket's keys; parameters (keys, bucket).
 
     One index lookup per key, whatever the planner's statistics say. A plain
     `bucket = %s AND key = ANY(%s)` on a young table (not yet analysed) was planned as a
-    scan of the whole bucket: every append cost as much as the catalog was large."""
+    scan of the whole bucket: every chunk cost as much as the catalog was large."""
     quote = postgresql.dialect().identifier_preparer.quote  # type: ignore[no-untyped-call]
-    columns = ", ".join(quote(c.name) for c in table.columns)
+    names = ", ".join(quote(c) for c in columns)
     return (
         f"SELECT rows.* FROM unnest(%s::text[]) AS wanted(key) CROSS JOIN LATERAL"
-        f" (SELECT {columns} FROM {quote(table.name)}"
+        f" (SELECT {names} FROM {quote(table_name)}"
         f" WHERE bucket = %s AND key = wanted.key OFFSET 0) AS rows"
     )
 
 
-def load_states(
-    connection: Connection, catalog: sa.Table, versions: sa.Table, keys: Iterable[Key]
-) -> dict[Key, ObjectState]:
+def _load_states(context: ProjectionContext, keys: Iterable[Key]) -> dict[Key, ObjectState]:
+    """The stored states of `keys` (those the tables hold)."""
+    connection = context.connection
+    catalog, versions = context.table("object_catalog"), context.table("object_versions")
     version_rows: list[Any] = []
     catalog_rows: list[Any] = []
     if connection.dialect.name == "postgresql":
-        for chunk in _chunks(keys, limit=None):
-            params = (chunk["keys"], chunk["bucket"])
-            version_rows.extend(connection.exec_driver_sql(_postgres_select(versions), params))
-            catalog_rows.extend(connection.exec_driver_sql(_postgres_select(catalog), params))
-        return states_of_rows(version_rows, catalog_rows)
-    statements = _statements(catalog, versions)
-    for chunk in _chunks(keys):
-        version_rows.extend(connection.execute(statements.select_versions, chunk))
-        catalog_rows.extend(connection.execute(statements.select_catalog, chunk))
+        select_versions = _postgres_select(versions.name, tuple(versions.c.keys()))
+        select_catalog = _postgres_select(catalog.name, tuple(catalog.c.keys()))
+        for bucket, names in _chunks(keys, limit=None):
+            version_rows.extend(connection.exec_driver_sql(select_versions, (names, bucket)))
+            catalog_rows.extend(connection.exec_driver_sql(select_catalog, (names, bucket)))
+    else:
+        statements = _statements(catalog, versions)
+        for bucket, names in _chunks(keys):
+            params = {"bucket": bucket, "keys": names}
+            version_rows.extend(connection.execute(statements.select_versions, params))
+            catalog_rows.extend(connection.execute(statements.select_catalog, params))
     return states_of_rows(version_rows, catalog_rows)
 
 
@@ -192,88 +282,76 @@ def states_of_rows(
         state = ObjectState(row.bucket, row.key)
         state.last_event_name = row.last_event_name
         state.last_event_version = row.last_event_version_id
-        state.last_order = OrderKey(row.sequencer, row.last_event_time, row.last_position)
+        state.last_order = OrderKey(row.sequencer, _utc(row.last_event_time), row.last_position)
         states[(row.bucket, row.key)] = state
     for row in version_rows:
         key = (row.bucket, row.key)
         if key not in states:
             states[key] = ObjectState(row.bucket, row.key)
-        state = states[key]
         created = None
         if row.created_time is not None:
-            created = OrderKey(row.created_sequencer, row.created_time, row.created_position)
-        state.versions[row.slot] = VersionState(
+            created = OrderKey(row.created_sequencer, _utc(row.created_time), row.created_position)
+        states[key].versions[row.slot] = VersionState(
             version_id=row.version_id,
             exists=row.exists,
             delete_marker=row.delete_marker,
             size=row.size,
             etag=row.etag,
-            last=OrderKey(row.last_sequencer, row.last_time, row.last_position),
+            last=OrderKey(row.last_sequencer, _utc(row.last_time), row.last_position),
             created=created,
         )
     return states
 
 
-def save_states(
-    connection: Connection,
-    catalog: sa.Table,
-    versions: sa.Table,
-    states: Mapping[Key, ObjectState],
-    changed: Mapping[Key, set[str]],
-) -> None:
-    """Write what changed: the changed version slots and the catalog rows of changed keys,
-    each table in one upsert for the whole batch."""
-    version_rows, catalog_rows = upsert_rows(states, changed)
-    write_rows(connection, versions, version_rows, upsert=True)
-    write_rows(connection, catalog, catalog_rows, upsert=True)
+def _utc(value: datetime) -> datetime:
+    """Times read through the driver (PostgreSQL path) in UTC, as the fold compares them."""
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
-def upsert_rows(
-    states: Mapping[Key, ObjectState], changed: Mapping[Key, set[str]]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The rows to upsert into the versions and the catalog tables: the changed version
-    slots, and the catalog rows of the changed keys."""
-    version_rows = [
-        {
-            "bucket": state.bucket,
-            "key": state.key,
-            "slot": slot,
-            "version_id": v.version_id,
-            "exists": v.exists,
-            "delete_marker": v.delete_marker,
-            "size": v.size,
-            "etag": v.etag,
-            "last_sequencer": v.last.sequencer,
-            "last_time": v.last.event_time,
-            "last_position": v.last.position,
-            "created_sequencer": v.created.sequencer if v.created else None,
-            "created_time": v.created.event_time if v.created else None,
-            "created_position": v.created.position if v.created else None,
-        }
-        for key, slots in changed.items()
-        for state in (states[key],)
-        for slot, v in state.versions.items()
-        if slot in slots
-    ]
-    catalog_rows = []
-    for key in changed:
-        state = states[key]
-        entry = state.entry()
-        if entry is None:
-            continue
-        catalog_rows.append(
-            {
-                "bucket": entry.bucket,
-                "key": entry.key,
-                "version_id": entry.version_id,
-                "size": entry.size,
-                "etag": entry.etag,
-                "sequencer": entry.sequencer,
-                "last_event_name": entry.last_event_name,
-                "last_event_time": entry.last_event_time,
-                "last_event_version_id": state.last_event_version,
-                "last_position": entry.last_position,
-                "deleted": entry.deleted,
-            }
+def _load_prefixes(
+    connection: Connection, table: sa.Table, prefixes: list[Key]
+) -> dict[Key, list[int]]:
+    found: dict[Key, list[int]] = {}
+    for bucket, names in _chunks(prefixes):
+        rows = connection.execute(
+            sa.select(table).where(table.c.bucket == bucket, table.c.prefix.in_(names))
         )
-    return version_rows, catalog_rows
+        for row in rows:
+            found[(row.bucket, row.prefix)] = [row.objects, row.bytes]
+    return found
+
+
+def catalog_entries(
+    engine: Engine,
+    *,
+    bucket: str | None = None,
+    prefix: str | None = None,
+    include_deleted: bool = False,
+) -> Iterator[CatalogEntry]:
+    """The object catalog now, in (bucket, key) order, streamed."""
+    table = object_catalog
+    conditions: list[Any] = []
+    if bucket is not None:
+        conditions.append(table.c.bucket == bucket)
+    if prefix:
+        conditions.append(table.c.key >= prefix)
+        upper = prefix_upper_bound(prefix)
+        if upper is not None:
+            conditions.append(table.c.key < upper)
+    if not include_deleted:
+        conditions.append(table.c.deleted.is_(False))
+    statement = sa.select(table).where(*conditions).order_by(table.c.bucket, table.c.key)
+    with engine.connect() as connection:
+        for r in connection.execution_options(yield_per=1000).execute(statement):
+            yield CatalogEntry(
+                bucket=r.bucket,
+                key=r.key,
+                version_id=r.version_id,
+                size=r.size,
+                etag=r.etag,
+                sequencer=r.sequencer,
+                last_event_name=r.last_event_name,
+                last_event_time=r.last_event_time,
+                deleted=r.deleted,
+                last_position=r.last_position,
+            )

@@ -7,7 +7,8 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from eventstore.core.events import StoredEvent
-from eventstore.projections.base import Projection, ProjectionContext
+from eventstore.projections.base import Fold, Projection, ProjectionContext
+from eventstore.store.bulk import write_rows
 from eventstore.store.schema import UTCDateTime, projection_metadata
 
 UNKNOWN_PRINCIPAL = "unknown"  # records from S3-compatible producers carry no identity
@@ -22,6 +23,8 @@ principal_activity = sa.Table(
     sa.Column("last_seen", UTCDateTime(), nullable=False),
 )
 
+Key = tuple[str, str]
+
 
 class PrincipalActivityProjection(Projection):
     """Events by (principal, event name), with the first and last event time seen."""
@@ -31,11 +34,22 @@ class PrincipalActivityProjection(Projection):
     description = "events per principal and event name, first and last seen"
     tables = (principal_activity,)
 
+    def start(self) -> "ActivityFold":
+        return ActivityFold()
+
+
+class ActivityFold(Fold):
+    """Tallies since the last flush, added to the stored rows when flushed."""
+
+    def __init__(self) -> None:
+        self.tallies: dict[Key, _Tally] = {}
+
+    @property
+    def held(self) -> int:
+        return len(self.tallies)
+
     def apply(self, context: ProjectionContext, events: Sequence[StoredEvent]) -> None:
-        if not events:
-            return
-        table = context.table("principal_activity")
-        tallies: dict[tuple[str, str], _Tally] = {}
+        tallies = self.tallies
         for stored in events:
             event = stored.event
             key = (event.principal_id or UNKNOWN_PRINCIPAL, event.event_name)
@@ -44,24 +58,23 @@ class PrincipalActivityProjection(Projection):
                 tallies[key] = _Tally(1, event.event_time, event.event_time)
             else:
                 tally.add(1, event.event_time, event.event_time)
-        connection = context.connection
-        keys = list(tallies)
-        columns = sa.tuple_(table.c.principal_id, table.c.event_name)
-        chunks = [keys[start : start + 400] for start in range(0, len(keys), 400)]
-        for chunk in chunks:
-            for row in connection.execute(sa.select(table).where(columns.in_(chunk))):
-                tallies[(row.principal_id, row.event_name)].add(
-                    row.events, row.first_seen, row.last_seen
-                )
-            connection.execute(sa.delete(table).where(columns.in_(chunk)))
-        connection.execute(
-            sa.insert(table),
-            [
-                {"principal_id": principal, "event_name": name, "events": t.events,
-                 "first_seen": t.first, "last_seen": t.last}
-                for (principal, name), t in tallies.items()
-            ],
-        )  # fmt: skip
+
+    def flush(self, context: ProjectionContext) -> None:
+        if not self.tallies:
+            return
+        table = context.table("principal_activity")
+        tallies, self.tallies = self.tallies, {}
+        if not context.fresh:
+            columns = sa.tuple_(table.c.principal_id, table.c.event_name)
+            keys = list(tallies)
+            for start in range(0, len(keys), 400):
+                chunk = keys[start : start + 400]
+                for row in context.connection.execute(sa.select(table).where(columns.in_(chunk))):
+                    tallies[(row.principal_id, row.event_name)].add(
+                        row.events, row.first_seen, row.last_seen
+                    )
+        rows = [(p, name, t.events, t.first, t.last) for (p, name), t in tallies.items()]
+        write_rows(context.connection, table, rows, upsert=True)
 
 
 @dataclass(slots=True)

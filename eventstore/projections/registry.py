@@ -30,10 +30,9 @@ def unregister(name: str) -> None:
 
 def builtin_projections() -> list[Projection]:
     from eventstore.projections.catalog import ObjectCatalogProjection
-    from eventstore.projections.prefix_stats import PrefixStatsProjection
     from eventstore.projections.principal_activity import PrincipalActivityProjection
 
-    return [ObjectCatalogProjection(), PrefixStatsProjection(), PrincipalActivityProjection()]
+    return [ObjectCatalogProjection(), PrincipalActivityProjection()]
 
 
 def _from_entry_points() -> list[Projection]:

@@ -1,54 +1,64 @@
 """Running projections: catch-up after appends, rebuilds into shadow tables, atomic swaps.
 
-Each step folds one chunk of events and moves the checkpoint in the same transaction. The
-checkpoint row is locked for the step (FOR UPDATE on PostgreSQL; SQLite serialises every
-writer), so two runners never apply the same chunk. A rebuild writes to shadow copies of the
-projection's tables (`<table>__rebuild`) and persists its own position, so it survives an
-interruption and resumes; once it reaches the head it takes the append lock, folds the last
-events and renames the shadow tables over the live ones in one transaction, so readers see
-the old projection or the new one, never half of one. A projection that raises stops at the
-failing event with the error recorded; other projections and ingestion carry on.
+Catch-up folds one chunk of the log at a time into each live projection that is behind
+(the chunk is read once for all of them) and flushes it in the transaction that moves the
+checkpoint; the checkpoint row is locked for the step (FOR UPDATE SKIP LOCKED on PostgreSQL,
+SQLite serialises every writer), so two runners never apply the same chunk.
+
+A rebuild folds from position 0 into shadow tables (`<table>__rebuild`). It reads the log
+in large chunks outside any write transaction and folds them in memory; it writes only when
+the folds hold more than `flush_bound` entries, or at the head, each flush moving the
+rebuild's own position in the same transaction (so it is resumable and its memory flat).
+At the head it takes the append lock, folds the last events and renames the shadow tables
+over the live ones in one transaction: readers see the old projection or the new one,
+never half of one. A projection that raises stops at the failing event with the error
+recorded; other projections and ingestion carry on, and it resumes once fixed.
 """
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 from eventstore.core.events import StoredEvent
 from eventstore.errors import ConfigurationError, StorageError
 from eventstore.progress import Progress
-from eventstore.projections.base import Projection, ProjectionContext, describe_error
+from eventstore.projections.base import Fold, Projection, ProjectionContext, describe_error
+from eventstore.projections.checkpoints import (
+    DRY_RUN_SUFFIX,
+    SHADOW_SUFFIX,
+    Checkpoint,
+    SqlCheckpoints,
+    live_tables,
+    shadow_tables,
+    suffixed_tables,
+)
 from eventstore.store.base import EventQuery
-from eventstore.store.schema import NAMING_CONVENTION, copy_table, projection_checkpoints
 from eventstore.store.sql import SqlEventStore
 
 logger = logging.getLogger(__name__)
 
-SHADOW_SUFFIX = "__rebuild"
+__all__ = ["SHADOW_SUFFIX", "ProjectionRunner", "ProjectionStatus", "RunReport", "TableDiff"]
+
 BUSY = "busy"  # another runner holds the projection's checkpoint just now
-FINAL = "final"  # a rebuild reached the head: next, hold appends and swap
-DRY_RUN_SUFFIX = "__dryrun"
-checkpoints = projection_checkpoints
+CAUGHT_UP = "caught-up"
 
 
 @dataclass(frozen=True, slots=True)
 class ProjectionStatus:
     name: str
     description: str
-    inline: bool
     code_version: int
     live_version: int | None
     position: int
     head: int
-    state: str  # new | live | behind | rebuilding | outdated | failed
+    state: str  # new | live | behind | rebuilding | outdated | failed | ahead
     rebuild_position: int | None
     last_error: str | None
     error_position: int | None
@@ -58,7 +68,7 @@ class ProjectionStatus:
     def lag(self) -> int:
         if self.live_version is None or self.live_version != self.code_version:
             return self.head
-        return self.head - self.position
+        return max(0, self.head - self.position)
 
 
 @dataclass(slots=True)
@@ -81,26 +91,22 @@ class TableDiff:
     samples_only_rebuilt: tuple[dict[str, Any], ...]
 
 
-def live_tables(projection: Projection) -> dict[str, sa.Table]:
-    return {table.name: table for table in projection.tables}
+@dataclass(slots=True)
+class _Build:
+    """A rebuild under way in this runner: its fold, how far it folded and flushed."""
+
+    projection: Projection
+    version: int
+    event_filter: EventQuery
+    fold: Fold
+    position: int  # folded up to here (in memory)
+    flushed: int  # the rebuild position stored with the shadow tables
+    fresh: bool  # the shadow tables hold nothing yet
+    tables: dict[str, sa.Table] = field(default_factory=dict)
 
 
-_copies: dict[tuple[str, str, str], sa.Table] = {}
-
-
-def suffixed_tables(projection: Projection, suffix: str) -> dict[str, sa.Table]:
-    """Copies of the projection's tables named `<table><suffix>`, with their own index and
-    constraint names (the naming convention puts the table name in each)."""
-    tables: dict[str, sa.Table] = {}
-    for table in projection.tables:
-        cache_key = (projection.name, table.name, suffix)
-        copy = _copies.get(cache_key)
-        if copy is None:
-            target = sa.MetaData(naming_convention=NAMING_CONVENTION)
-            copy = copy_table(table, target, table.name + suffix)
-            _copies[cache_key] = copy
-        tables[table.name] = copy
-    return tables
+class _Lost(Exception):
+    """Another runner moved this rebuild on (or swapped it) while this one folded."""
 
 
 class ProjectionRunner:
@@ -112,10 +118,19 @@ class ProjectionRunner:
         projections: Sequence[Projection] | None = None,
         *,
         chunk: int = 1000,
+        rebuild_chunk: int = 5000,
+        flush_bound: int = 100_000,
     ) -> None:
+        if projections is None:
+            from eventstore.projections.registry import load_projections
+
+            projections = load_projections()
         self.store = store
-        self.projections = tuple(projections if projections is not None else store.projections)
+        self.projections = tuple(projections)
         self.chunk = chunk
+        self.rebuild_chunk = max(rebuild_chunk, chunk)
+        self.flush_bound = flush_bound
+        self.checkpoints = SqlCheckpoints()
         # What the last catch_up saw: per projection that could wait, its position and when
         # (time.monotonic()) its checkpoint last moved.
         self._seen: dict[str, tuple[int, float]] = {}
@@ -130,43 +145,43 @@ class ProjectionRunner:
     # -- status ---------------------------------------------------------------------------
 
     def status(self) -> list[ProjectionStatus]:
-        head = self.store.head_position()
         with self.store.engine.connect() as connection:
-            rows = {r.name: r for r in connection.execute(sa.select(checkpoints))}
-        result = []
-        for projection in self.projections:
-            row = rows.get(projection.name)
-            code = projection.effective_version
-            if row is None:
-                state, live_version, position = "new", None, 0
+            head = self.store.head_position_in(connection)
+            rows = self.checkpoints.all(connection)
+        return [self._status_of(p, rows.get(p.name), head) for p in self.projections]
+
+    @staticmethod
+    def _status_of(projection: Projection, row: Checkpoint | None, head: int) -> ProjectionStatus:
+        code = projection.effective_version
+        last_error = row.last_error if row is not None else None
+        if row is None:
+            state, live_version, position = "new", None, 0
+        else:
+            live_version, position = row.version or None, row.position
+            ahead = _ahead_of_log(projection.name, row, head)
+            if ahead is not None:
+                state, last_error = "ahead", ahead
+            elif row.last_error:
+                state = "failed"
+            elif row.rebuilding:
+                state = "rebuilding"
+            elif row.version != code:
+                state = "outdated"
             else:
-                live_version = row.version or None
-                position = row.position
-                if row.last_error:
-                    state = "failed"
-                elif row.rebuild_version is not None:
-                    state = "rebuilding"
-                elif row.version != code:
-                    state = "outdated"
-                else:
-                    state = "live" if position >= head else "behind"
-            result.append(
-                ProjectionStatus(
-                    name=projection.name,
-                    description=projection.description,
-                    inline=projection.inline,
-                    code_version=code,
-                    live_version=live_version,
-                    position=position,
-                    head=head,
-                    state=state,
-                    rebuild_position=row.rebuild_position if row is not None else None,
-                    last_error=row.last_error if row is not None else None,
-                    error_position=row.error_position if row is not None else None,
-                    live_filter=row.live_filter if row is not None else None,
-                )
-            )
-        return result
+                state = "live" if position >= head else "behind"
+        return ProjectionStatus(
+            name=projection.name,
+            description=projection.description,
+            code_version=code,
+            live_version=live_version,
+            position=position,
+            head=head,
+            state=state,
+            rebuild_position=row.rebuild_position if row is not None else None,
+            last_error=last_error,
+            error_position=row.error_position if row is not None else None,
+            live_filter=row.live_filter if row is not None else None,
+        )
 
     # -- catching up ----------------------------------------------------------------------
 
@@ -191,37 +206,35 @@ class ProjectionRunner:
             return [RunReport(p.name, caught_up=True) for p in self.projections]
         with self.store.engine.connect() as connection:
             head = self.store.head_position_in(connection)
-            rows = {row.name: row for row in connection.execute(sa.select(checkpoints))}
-        now = time.monotonic()
+            rows = self.checkpoints.all(connection)
+        now, wall = time.monotonic(), _now()
         waiting: dict[str, tuple[int, float]] = {}
         reports: dict[str, RunReport] = {}
-        behind: list[Projection] = []  # live and healthy: caught up together, one read
+        behind: list[Projection] = []  # live: caught up together, one read per chunk
+        builds: list[Projection] = []  # new, re-versioned or rebuilding
         for projection in self.projections:
             row = rows.get(projection.name)
-            if _is_current(projection, row, head) or _can_wait(
-                projection, row, head, min_lag, max_delay
-            ):
-                assert row is not None  # a projection with no checkpoint is never current
-                moved = now - (_now() - row.updated_at).total_seconds()
-                waiting[projection.name] = (row.position, moved)
-                reports[projection.name] = RunReport(projection.name, caught_up=True)
-            elif (
-                not projection.inline
-                and _is_live_and_current_version(projection, row)
-                and row is not None
-                and not row.last_error
-            ):
-                behind.append(projection)
+            fault = _ahead_of_log(projection.name, row, head) if row is not None else None
+            if fault is not None:
+                logger.error("projection %s: %s", projection.name, fault)
+                reports[projection.name] = RunReport(projection.name, error=fault)
+            elif row is not None and row.is_live_at(projection.effective_version):
+                if not row.last_error and (
+                    row.position >= head or _can_wait(row, head, min_lag, max_delay, wall)
+                ):
+                    moved = now - (wall - row.updated_at).total_seconds()
+                    waiting[projection.name] = (row.position, moved)
+                    reports[projection.name] = RunReport(projection.name, caught_up=True)
+                else:
+                    behind.append(projection)
+            else:
+                builds.append(projection)
         if behind:
-            reports.update(self._fold_together(behind, deadline, progress, live=True))
-        for projection in self.projections:
-            if projection.name in reports or projection in behind:
-                continue
+            reports.update(self._fold_live(behind, deadline, progress))
+        for projection in builds:
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            prepared = _is_live_and_current_version(projection, rows.get(projection.name))
-            report = self._run(projection, deadline, progress, wait=False, prepared=prepared)
-            reports[projection.name] = report
+            reports[projection.name] = self._build(projection, deadline, progress)
         for name, report in reports.items():
             if name not in waiting and report.caught_up and report.error is None:
                 waiting[name] = (head, time.monotonic())
@@ -230,247 +243,157 @@ class ProjectionRunner:
 
     def _nothing_due(self, head: int, min_lag: int, max_delay: float | None) -> bool:
         """Whether, by the last catch-up's reading, every projection may still wait at this
-        head. An inline projection moves with every append, so only its health counts."""
+        head."""
         if not min_lag or max_delay is None:
             return False
         now = time.monotonic()
         for projection in self.projections:
             seen = self._seen.get(projection.name)
-            if seen is None or now - seen[1] >= max_delay:
-                return False
-            if not projection.inline and head - seen[0] >= min_lag:
+            if seen is None or now - seen[1] >= max_delay or head - seen[0] >= min_lag:
                 return False
         return True
 
-    def _run(
-        self,
-        projection: Projection,
-        deadline: float | None,
-        progress: Progress | None,
-        *,
-        wait: bool = True,
-        prepared: bool = False,
-    ) -> RunReport:
-        """Fold chunks until caught up (or the deadline). With `wait` False, a projection
-        another runner is folding right now (many Lambda containers catch up at once) is
-        left to that runner instead of queueing behind it."""
-        report = RunReport(projection.name)
+    def _fold_live(
+        self, projections: Sequence[Projection], deadline: float | None, progress: Progress | None
+    ) -> dict[str, RunReport]:
+        """Fold live projections chunk by chunk, each chunk read once for all of them, until
+        each is caught up, fails, is taken by another runner, or the deadline passes."""
+        reports = {p.name: RunReport(p.name) for p in projections}
+        group = list(projections)
         try:
-            if not prepared and not self._prepare(projection, wait=wait):
-                return report
-            final = False
-            while deadline is None or time.monotonic() < deadline:
-                applied, done, error = self._step(projection, wait=wait, final=final)
-                report.applied += applied
-                if progress is not None and applied:
-                    progress.advance(applied)
-                if error is not None:
+            while group and (deadline is None or time.monotonic() < deadline):
+                outcome = self._step_live(group)
+                for projection in list(group):
+                    applied, done, error = outcome[projection.name]
+                    report = reports[projection.name]
+                    report.applied += applied
+                    if progress is not None and applied:
+                        progress.advance(applied)
                     report.error = error
-                    break
-                if done == BUSY:
-                    break
-                if done == FINAL:
-                    final = True
-                    continue
-                if done:
-                    report.caught_up = True
-                    report.swapped = done == "swapped"
-                    break
+                    if error is not None or done is not None:
+                        group.remove(projection)
+                    report.caught_up = done == CAUGHT_UP
         except DBAPIError as error:
-            raise StorageError(f"projection {projection.name}: {error.orig}") from error
-        return report
+            raise StorageError(f"folding projections: {error.orig}") from error
+        return reports
 
-    def _lock_row(self, connection: Connection, name: str, *, wait: bool = True) -> Any:
-        """The checkpoint row, locked for this transaction (SQLite: every writer already is).
-        With `wait` False, None also when another transaction holds it."""
-        statement = sa.select(checkpoints).where(checkpoints.c.name == name)
-        if connection.dialect.name == "postgresql":
-            statement = statement.with_for_update(skip_locked=not wait)
-        return connection.execute(statement).first()
-
-    def _prepare(self, projection: Projection, *, wait: bool = True) -> bool:
-        """Start a rebuild where the projection is new, re-versioned, or its shadow is gone.
-        False when another runner holds the projection (only when not waiting)."""
-        version = projection.effective_version
+    def _step_live(
+        self, projections: Sequence[Projection]
+    ) -> dict[str, tuple[int, str | None, str | None]]:
+        """One chunk of the log folded into each live projection and flushed with its
+        checkpoint, in one transaction. Per projection: (applied, None / CAUGHT_UP / BUSY,
+        error)."""
+        results: dict[str, tuple[int, str | None, str | None]] = {}
         with self.store.write() as connection:
-            row = self._lock_row(connection, projection.name, wait=wait)
-            if row is None:
-                # Two containers may meet a new projection at once: the first creates it.
-                created = connection.execute(
-                    _insert_ignoring_conflict(connection).values(
-                        name=projection.name, version=0, position=0, updated_at=_now(),
-                        rebuild_version=version, rebuild_position=0,
-                    ).returning(checkpoints.c.name)
-                ).first()  # fmt: skip
-                if created is None:
-                    return False
-                self._create_shadow(connection, projection)
-            elif row.rebuild_version is not None:
-                shadow_missing = not all(
-                    sa.inspect(connection).has_table(t.name)
-                    for t in suffixed_tables(projection, SHADOW_SUFFIX).values()
+            after: dict[str, tuple[int, EventQuery]] = {}
+            for projection in projections:
+                # A projection another runner holds is left to it (many containers).
+                row = self.checkpoints.lock(connection, projection.name, wait=False)
+                if row is None or not row.is_live_at(projection.effective_version):
+                    results[projection.name] = (0, BUSY, None)
+                else:
+                    after[projection.name] = (row.position, EventQuery.from_json(row.live_filter))
+            if not after:
+                return results
+            start = min(position for position, _ in after.values())
+            events = list(self.store.read_in(connection, after=start, limit=self.chunk))
+            at_head = len(events) < self.chunk
+            for projection in projections:
+                if projection.name not in after:
+                    continue
+                position, event_filter = after[projection.name]
+                mine = [e for e in events if e.position > position]
+                if not mine:  # ahead of the others: wait for them
+                    results[projection.name] = (0, CAUGHT_UP if at_head else None, None)
+                    continue
+                tables = live_tables(projection)
+                applied, error = self._fold_isolated(
+                    connection, projection, tables, mine, event_filter, fresh=False
                 )
-                if row.rebuild_version != version or shadow_missing:
-                    self._restart_rebuild(connection, projection, row.rebuild_filter)
-            elif row.version != version:
-                self._restart_rebuild(connection, projection, row.live_filter)
-        return True
-
-    def _create_shadow(self, connection: Connection, projection: Projection) -> None:
-        for table in suffixed_tables(projection, SHADOW_SUFFIX).values():
-            table.drop(connection, checkfirst=True)
-            table.create(connection)
-
-    def _restart_rebuild(
-        self, connection: Connection, projection: Projection, event_filter: str | None
-    ) -> None:
-        self._create_shadow(connection, projection)
-        connection.execute(
-            sa.update(checkpoints)
-            .where(checkpoints.c.name == projection.name)
-            .values(
-                rebuild_version=projection.effective_version, rebuild_position=0,
-                rebuild_filter=event_filter, last_error=None, error_position=None,
-                updated_at=_now(),
-            )
-        )  # fmt: skip
-
-    def _step(
-        self, projection: Projection, *, wait: bool = True, final: bool = False
-    ) -> tuple[int, str | None, str | None]:
-        """Fold one chunk. Returns (events applied, "caught-up"/"swapped"/FINAL/BUSY/None,
-        error). FINAL: the rebuild is at the head; the next step, `final`, holds appends,
-        folds what arrived meanwhile and swaps the shadow tables in, in one transaction."""
-        with self.store.write() as connection:
-            self._hold_appends_if_needed(connection, projection, final=final)
-            row = self._lock_row(connection, projection.name, wait=wait)
-            if row is None:
-                return 0, "caught-up" if wait else BUSY, None
-            rebuilding = row.rebuild_version is not None
-            if final and not rebuilding:  # another runner swapped it meanwhile
-                return 0, "caught-up", None
-            after = row.rebuild_position if rebuilding else row.position
-            event_filter = EventQuery.from_json(
-                row.rebuild_filter if rebuilding else row.live_filter
-            )
-            tables = (
-                suffixed_tables(projection, SHADOW_SUFFIX)
-                if rebuilding
-                else live_tables(projection)
-            )
-            limit = None if final else self.chunk
-            events = list(self.store.read_in(connection, after=after, limit=limit))
-            if rebuilding and not final and len(events) < self.chunk:
-                return 0, FINAL, None
-            applied, error = self._fold(connection, projection, tables, events, event_filter)
-            if error is not None or not final:
-                self._record(
+                self.checkpoints.advance(
                     connection,
-                    projection,
-                    rebuilding=rebuilding,
-                    events=events,
-                    applied=applied,
+                    projection.name,
+                    rebuilding=False,
+                    position=mine[applied - 1].position if applied else None,
                     error=error,
                 )
-                if error is not None:
-                    return applied, None, error[1]
-                # A short chunk reached the head: no need for another transaction to see that.
-                return applied, None if len(events) == self.chunk else "caught-up", None
-            self._swap(connection, projection, row, events[-1].position if events else after)
-            return len(events), "swapped", None
+                done = CAUGHT_UP if at_head and error is None else None
+                results[projection.name] = (applied, done, None if error is None else error[1])
+        return results
 
-    def _hold_appends_if_needed(
-        self, connection: Connection, projection: Projection, *, final: bool
-    ) -> None:
-        """Take the append lock (before the checkpoint row: see SqlEventStore.lock_appends)
-        for a swap, which needs the head to stay put, and for catching up an inline
-        projection's live tables, which appends write too."""
-        if connection.dialect.name != "postgresql":
-            return  # every SQLite writer holds the database's write lock already
-        if not final:
-            if not projection.inline:
-                return
-            peek = connection.execute(
-                sa.select(checkpoints.c.rebuild_version).where(
-                    checkpoints.c.name == projection.name
-                )
-            ).first()
-            if peek is not None and peek.rebuild_version is not None:
-                return  # folding into shadow tables, which appends never touch
-        self.store.lock_appends(connection)
-
-    def _fold(
+    def _fold_isolated(
         self,
         connection: Connection,
         projection: Projection,
-        tables: Mapping[str, sa.Table],
+        tables: dict[str, sa.Table],
         events: list[StoredEvent],
         event_filter: EventQuery,
+        *,
+        fresh: bool,
     ) -> tuple[int, tuple[int, str] | None]:
-        """Apply events; on failure find the failing one. Returns (applied, (position, error))."""
-        chosen = [e for e in events if event_filter.matches(e.event)]
+        """Fold and flush `events` in a savepoint; if that fails, find the failing event by
+        folding one at a time, keeping what succeeds before it. Returns (events applied,
+        (position, error) or None)."""
+        chosen = _matching(events, event_filter)
         if not chosen:
             return len(events), None
-        context = ProjectionContext(connection, tables)
         try:
             with connection.begin_nested():
-                projection.apply(context, chosen)
+                context = ProjectionContext(connection, tables, fresh=fresh)
+                fold = projection.start()
+                fold.apply(context, chosen)
+                fold.flush(context)
             return len(events), None
         except Exception as error:  # a projection's bug stops that projection, nothing else
             _reraise_if_connection_lost(error)
             failure: Exception = error
         logger.warning("projection %s failed on a chunk: %s", projection.name, failure)
-        # Find the failing event: apply one by one, keeping what succeeds before it.
+        context = ProjectionContext(connection, tables)
         for index, stored in enumerate(events):
-            if not event_filter.matches(stored.event):
+            if not event_filter.is_empty and not event_filter.matches(stored.event):
                 continue
             try:
                 with connection.begin_nested():
-                    projection.apply(context, [stored])
+                    fold = projection.start()
+                    fold.apply(context, [stored])
+                    fold.flush(context)
             except Exception as error:
                 _reraise_if_connection_lost(error)
                 return index, (stored.position, describe_error(error))
         # The chunk failed as a whole but no single event did: report it at the chunk start.
         return 0, (events[0].position, describe_error(failure))
 
-    def _record(
-        self,
-        connection: Connection,
-        projection: Projection,
-        *,
-        rebuilding: bool,
-        events: list[StoredEvent],
-        applied: int,
-        error: tuple[int, str] | None,
-    ) -> None:
-        values: dict[str, Any] = {"updated_at": _now()}
-        if applied:
-            position = events[applied - 1].position
-            values["rebuild_position" if rebuilding else "position"] = position
-        if error is not None:
-            values.update(error_position=error[0], last_error=error[1])
-        else:
-            values.update(error_position=None, last_error=None)
-        connection.execute(
-            sa.update(checkpoints).where(checkpoints.c.name == projection.name).values(**values)
-        )
+    # -- rebuilding -----------------------------------------------------------------------
 
-    def _swap(self, connection: Connection, projection: Projection, row: Any, head: int) -> None:
-        shadow = suffixed_tables(projection, SHADOW_SUFFIX)
-        for name, table in live_tables(projection).items():
-            table.drop(connection, checkfirst=True)
-            _rename_table(connection, shadow[name].name, name, SHADOW_SUFFIX)
-        connection.execute(
-            sa.update(checkpoints)
-            .where(checkpoints.c.name == projection.name)
-            .values(
-                version=row.rebuild_version, position=head, live_filter=row.rebuild_filter,
-                rebuild_version=None, rebuild_position=None, rebuild_filter=None,
-                last_error=None, error_position=None, updated_at=_now(),
-            )
-        )  # fmt: skip
+    def _build(
+        self, projection: Projection, deadline: float | None, progress: Progress | None
+    ) -> RunReport:
+        """Start or resume the rebuild of a new or re-versioned projection (or retry a failed
+        one), as far as the deadline allows. A projection another runner is setting up right
+        now is left to it."""
+        try:
+            if not self._prepare(projection):
+                return RunReport(projection.name)
+        except DBAPIError as error:
+            raise StorageError(f"projection {projection.name}: {error.orig}") from error
+        return self._rebuild_group([projection], deadline, progress)[projection.name]
 
-    # -- rebuilding on demand -------------------------------------------------------------
+    def _prepare(self, projection: Projection) -> bool:
+        """Make sure the projection has a rebuild of the code's version under way (or is
+        live at it). False when another runner created its checkpoint meanwhile."""
+        version = projection.effective_version
+        with self.store.write() as connection:
+            row = self.checkpoints.lock(connection, projection.name)
+            if row is None:
+                return self.checkpoints.start(connection, projection, None)
+            if row.rebuilding:
+                if row.rebuild_version != version or not self.checkpoints.shadow_exists(
+                    connection, projection
+                ):
+                    self.checkpoints.restart_rebuild(connection, projection, row.rebuild_filter)
+            elif row.version != version:
+                self.checkpoints.restart_rebuild(connection, projection, row.live_filter)
+        return True
 
     def rebuild(
         self,
@@ -485,140 +408,195 @@ class ProjectionRunner:
         filter_json = event_filter.to_json() if event_filter and not event_filter.is_empty else None
         for projection in chosen:
             with self.store.write() as connection:
-                row = self._lock_row(connection, projection.name)
+                row = self.checkpoints.lock(connection, projection.name)
                 resumable = (
                     row is not None
                     and row.rebuild_version == projection.effective_version
                     and row.rebuild_filter == filter_json
+                    and self.checkpoints.shadow_exists(connection, projection)
                 )
                 if row is None:
-                    self._prepare_new(connection, projection, filter_json)
+                    self.checkpoints.start(connection, projection, filter_json)
                 elif not resumable:
-                    self._restart_rebuild(connection, projection, filter_json)
-        reports = self._rebuild_together(chosen, progress)
+                    self.checkpoints.restart_rebuild(connection, projection, filter_json)
+        reports = self._rebuild_group(chosen, None, progress)
         return [reports[projection.name] for projection in chosen]
 
-    def _rebuild_together(
-        self, projections: Sequence[Projection], progress: Progress | None
+    def _rebuild_group(
+        self, projections: Sequence[Projection], deadline: float | None, progress: Progress | None
     ) -> dict[str, RunReport]:
-        """Fold the rebuilds of `projections` over one read of the log per chunk, then let
-        each fold the last events and swap on its own (see _step)."""
-        reports = self._fold_together(projections, None, progress, live=False)
-        for projection in projections:
-            report = reports[projection.name]
-            if report.error is None and not report.caught_up:  # at the head: swap
-                last = self._run(projection, None, progress, prepared=True)
-                report.applied += last.applied
-                report.caught_up, report.swapped, report.error = (
-                    last.caught_up,
-                    last.swapped,
-                    last.error,
-                )
-        return reports
-
-    def _fold_together(
-        self,
-        projections: Sequence[Projection],
-        deadline: float | None,
-        progress: Progress | None,
-        *,
-        live: bool,
-    ) -> dict[str, RunReport]:
-        """Fold `projections` (all live, or all rebuilding) chunk by chunk, each chunk read
-        from the log once for all of them, until each is caught up (a rebuild: at the head,
-        ready to swap), fails, is taken by another runner, or the deadline passes."""
+        """Fold the rebuilds of `projections` over one read of the log per chunk, in memory,
+        flushing at the bound; at the head, swap each in."""
         reports = {p.name: RunReport(p.name) for p in projections}
-        group = list(projections)
         try:
-            while group and (deadline is None or time.monotonic() < deadline):
-                outcome = self._step_together(group, live=live)
-                for projection in list(group):
-                    applied, done, error = outcome[projection.name]
-                    reports[projection.name].applied += applied
-                    if progress is not None and applied:
-                        progress.advance(applied)
-                    if error is not None:
-                        reports[projection.name].error = error
-                    if error is not None or done is not None:
-                        group.remove(projection)
-                    if done == "caught-up":
-                        reports[projection.name].caught_up = True
+            builds = self._builds_under_way(projections, reports)
+            at_head = False
+            while builds and not at_head and (deadline is None or time.monotonic() < deadline):
+                at_head = self._fold_rebuild_chunk(builds, reports, progress)
+                for build in list(builds):
+                    if at_head or build.fold.held >= self.flush_bound:
+                        self._flush_or_isolate(build, builds, reports)
+            for build in list(builds):  # the deadline passed: keep what was folded
+                if build.position > build.flushed:
+                    self._flush_or_isolate(build, builds, reports)
+            if at_head:
+                for build in builds:
+                    self._finish(build.projection, reports[build.projection.name], progress)
         except DBAPIError as error:
-            raise StorageError(f"folding projections: {error.orig}") from error
+            raise StorageError(f"rebuilding projections: {error.orig}") from error
         return reports
 
-    def _step_together(
-        self, projections: Sequence[Projection], *, live: bool
-    ) -> dict[str, tuple[int, str | None, str | None]]:
-        """One chunk of the log, read once and folded into each projection's tables (live,
-        or the shadow copies of a rebuild) in one transaction. Per projection: (applied,
-        None / "caught-up" / FINAL (a rebuild at the head) / BUSY, error)."""
-        results: dict[str, tuple[int, str | None, str | None]] = {}
-        with self.store.write() as connection:
-            # Live: a projection another runner holds is left to it (many containers).
-            rows = {p.name: self._lock_row(connection, p.name, wait=not live) for p in projections}
-            after: dict[str, int] = {}
-            for projection in projections:
-                row = rows[projection.name]
-                if row is None:
-                    results[projection.name] = (0, BUSY if live else "caught-up", None)
-                elif live and (
-                    row.rebuild_version is not None
-                    or row.version != projection.effective_version
-                    or row.last_error
-                ):
-                    results[projection.name] = (0, BUSY, None)  # changed meanwhile: _run's job
-                elif not live and row.rebuild_version is None:  # another runner swapped it
-                    results[projection.name] = (0, "caught-up", None)
-                else:
-                    after[projection.name] = row.position if live else row.rebuild_position
-            if not after:
-                return results
-            events = list(
-                self.store.read_in(connection, after=min(after.values()), limit=self.chunk)
-            )
-            at_head = len(events) < self.chunk
-            for projection in projections:
-                if projection.name not in after:
-                    continue
-                if at_head and not live:
-                    results[projection.name] = (0, FINAL, None)
-                    continue
-                row = rows[projection.name]
-                mine = [e for e in events if e.position > after[projection.name]]
-                if not mine:  # ahead of the others: wait for them
-                    results[projection.name] = (0, "caught-up" if at_head else None, None)
-                    continue
-                applied, error = self._fold(
-                    connection,
-                    projection,
-                    live_tables(projection) if live else suffixed_tables(projection, SHADOW_SUFFIX),
-                    mine,
-                    EventQuery.from_json(row.live_filter if live else row.rebuild_filter),
+    def _builds_under_way(
+        self, projections: Sequence[Projection], reports: dict[str, RunReport]
+    ) -> list[_Build]:
+        with self.store.engine.connect() as connection:
+            rows = self.checkpoints.all(connection)
+        builds = []
+        for projection in projections:
+            row = rows.get(projection.name)
+            if row is None or not row.rebuilding or row.rebuild_version is None:
+                reports[projection.name].caught_up = row is not None  # swapped by another
+                continue
+            position = row.rebuild_position or 0
+            builds.append(
+                _Build(
+                    projection=projection,
+                    version=row.rebuild_version,
+                    event_filter=EventQuery.from_json(row.rebuild_filter),
+                    fold=projection.start(),
+                    position=position,
+                    flushed=position,
+                    fresh=position == 0,
+                    tables=shadow_tables(projection),
                 )
-                self._record(
+            )
+        return builds
+
+    def _fold_rebuild_chunk(
+        self, builds: list[_Build], reports: dict[str, RunReport], progress: Progress | None
+    ) -> bool:
+        """Read one large chunk (outside any write transaction) and fold it into every build
+        in memory; True when it reached the head."""
+        start = min(build.position for build in builds)
+        with self.store.engine.connect() as connection:
+            events = list(self.store.read_in(connection, after=start, limit=self.rebuild_chunk))
+            for build in list(builds):
+                mine = [e for e in events if e.position > build.position]
+                if not mine:
+                    continue
+                context = ProjectionContext(connection, build.tables, fresh=build.fresh)
+                try:
+                    build.fold.apply(context, _matching(mine, build.event_filter))
+                except Exception as error:
+                    _reraise_if_connection_lost(error)
+                    builds.remove(build)
+                    self._isolate_failure(build, reports)
+                    continue
+                build.position = mine[-1].position
+                reports[build.projection.name].applied += len(mine)
+                if progress is not None:
+                    progress.advance(len(mine))
+        return len(events) < self.rebuild_chunk
+
+    def _flush_or_isolate(
+        self, build: _Build, builds: list[_Build], reports: dict[str, RunReport]
+    ) -> None:
+        try:
+            self._flush(build)
+        except _Lost:
+            builds.remove(build)
+        except Exception as error:
+            _reraise_if_connection_lost(error)
+            builds.remove(build)
+            self._isolate_failure(build, reports)
+
+    def _flush(self, build: _Build) -> None:
+        """Write what the build's fold holds and move the rebuild position with it."""
+        name = build.projection.name
+        with self.store.write() as connection:
+            row = self.checkpoints.lock(connection, name)
+            if (
+                row is None
+                or row.rebuild_version != build.version
+                or row.rebuild_position != build.flushed
+            ):
+                raise _Lost(name)
+            build.fold.flush(ProjectionContext(connection, build.tables, fresh=build.fresh))
+            self.checkpoints.advance(connection, name, rebuilding=True, position=build.position)
+        build.flushed, build.fresh = build.position, False
+
+    def _isolate_failure(self, build: _Build, reports: dict[str, RunReport]) -> None:
+        """A fold raised: forget what it held and fold again from the last flush a chunk at a
+        time, which stops at the failing event and records it."""
+        report = reports[build.projection.name]
+        report.applied = max(0, report.applied - (build.position - build.flushed))
+        while True:
+            with self.store.write() as connection:
+                row = self.checkpoints.lock(connection, build.projection.name)
+                if row is None or row.rebuild_version != build.version:
+                    return
+                after = row.rebuild_position or 0
+                events = list(self.store.read_in(connection, after=after, limit=self.chunk))
+                if not events:
+                    return
+                applied, error = self._fold_isolated(
                     connection,
-                    projection,
-                    rebuilding=not live,
-                    events=mine,
-                    applied=applied,
+                    build.projection,
+                    build.tables,
+                    events,
+                    build.event_filter,
+                    fresh=False,
+                )
+                self.checkpoints.advance(
+                    connection,
+                    build.projection.name,
+                    rebuilding=True,
+                    position=events[applied - 1].position if applied else None,
                     error=error,
                 )
-                done = "caught-up" if at_head and error is None else None
-                results[projection.name] = (applied, done, None if error is None else error[1])
-        return results
+            report.applied += applied
+            if error is not None:
+                report.error = error[1]
+                return
+            if len(events) < self.chunk:
+                return  # no failure after all (it depended on the chunk): the next run swaps
 
-    def _prepare_new(
-        self, connection: Connection, projection: Projection, filter_json: str | None
-    ) -> None:
-        connection.execute(
-            sa.insert(checkpoints).values(
-                name=projection.name, version=0, position=0, updated_at=_now(),
-                rebuild_version=projection.effective_version, rebuild_position=0,
-                rebuild_filter=filter_json,
+    def _finish(self, projection: Projection, report: RunReport, progress: Progress | None) -> None:
+        """Hold appends, fold what arrived since the last flush, and swap the shadow tables
+        in, in one transaction."""
+        with self.store.write() as connection:
+            # The append lock first, then the checkpoint row (the order everywhere).
+            self.store.lock_appends(connection)
+            row = self.checkpoints.lock(connection, projection.name)
+            if row is None or not row.rebuilding:
+                report.caught_up = row is not None  # another runner swapped it
+                return
+            after = row.rebuild_position or 0
+            events = list(self.store.read_in(connection, after=after, limit=None))
+            tables = shadow_tables(projection)
+            event_filter = EventQuery.from_json(row.rebuild_filter)
+            applied, error = self._fold_isolated(
+                connection, projection, tables, events, event_filter, fresh=False
             )
-        )  # fmt: skip
-        self._create_shadow(connection, projection)
+            report.applied += applied
+            if progress is not None and applied:
+                progress.advance(applied)
+            if error is not None:
+                self.checkpoints.advance(
+                    connection,
+                    projection.name,
+                    rebuilding=True,
+                    position=events[applied - 1].position if applied else None,
+                    error=error,
+                )
+                report.error = error[1]
+                return
+            self.checkpoints.swap(
+                connection, projection, row, events[-1].position if events else after
+            )
+        report.caught_up = report.swapped = True
+
+    # -- building aside -------------------------------------------------------------------
 
     def dry_run(
         self,
@@ -635,25 +613,26 @@ class ProjectionRunner:
         chosen = event_filter or EventQuery()
         head = self.store.head_position()
         with self.store.write() as connection:
-            for table in tables.values():
-                table.drop(connection, checkfirst=True)
-                table.create(connection)
+            self.checkpoints.create_tables(connection, tables)
         try:
-            after = 0
+            fold, after, fresh = projection.start(), 0, True
             while after < head:
-                with self.store.write() as connection:
-                    events = list(
-                        self.store.read_in(
-                            connection, after=after, limit=min(self.chunk, head - after)
-                        )
-                    )
+                with self.store.engine.connect() as connection:
+                    limit = min(self.rebuild_chunk, head - after)
+                    events = list(self.store.read_in(connection, after=after, limit=limit))
                     if not events:
                         break
-                    picked = [e for e in events if chosen.matches(e.event)]
-                    projection.apply(ProjectionContext(connection, tables), picked)
-                    after = events[-1].position
+                    fold.apply(
+                        ProjectionContext(connection, tables, fresh=fresh),
+                        _matching(events, chosen),
+                    )
+                after = events[-1].position
                 if progress is not None:
                     progress.advance(len(events))
+                if fold.held >= self.flush_bound or after >= head:
+                    with self.store.write() as connection:
+                        fold.flush(ProjectionContext(connection, tables, fresh=fresh))
+                    fresh = False
             with self.store.engine.connect() as connection:
                 return [
                     _diff(connection, live, tables[live.name], samples)
@@ -661,54 +640,26 @@ class ProjectionRunner:
                 ]
         finally:
             with self.store.write() as connection:
-                for table in tables.values():
-                    table.drop(connection, checkfirst=True)
+                self.checkpoints.drop_tables(connection, tables)
 
 
-def _rename_table(connection: Connection, old: str, new: str, suffix: str) -> None:
-    """Rename a table and the indexes and constraints that carry its old name."""
-    preparer = connection.dialect.identifier_preparer
-    connection.exec_driver_sql(f"ALTER TABLE {preparer.quote(old)} RENAME TO {preparer.quote(new)}")
-    if connection.dialect.name == "postgresql":
-        constraints = (
-            connection.execute(
-                sa.text("SELECT conname FROM pg_constraint WHERE conrelid = CAST(:t AS regclass)"),
-                {"t": new},
-            )
-            .scalars()
-            .all()
-        )
-        for name in constraints:
-            if suffix in name:
-                connection.exec_driver_sql(
-                    f"ALTER TABLE {preparer.quote(new)} RENAME CONSTRAINT "
-                    f"{preparer.quote(name)} TO {preparer.quote(name.replace(suffix, ''))}"
-                )
-        indexes = (
-            connection.execute(
-                sa.text("SELECT indexname FROM pg_indexes WHERE tablename = :t"), {"t": new}
-            )
-            .scalars()
-            .all()
-        )
-        for name in indexes:
-            if suffix in name:
-                connection.exec_driver_sql(
-                    f"ALTER INDEX {preparer.quote(name)} RENAME TO "
-                    f"{preparer.quote(name.replace(suffix, ''))}"
-                )
-    else:
-        indexes = connection.execute(
-            sa.text(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t"
-                " AND sql IS NOT NULL"
-            ),
-            {"t": new},
-        ).all()
-        for name, sql in indexes:
-            if suffix in name:
-                connection.exec_driver_sql(f"DROP INDEX {preparer.quote(name)}")
-                connection.exec_driver_sql(sql.replace(name, name.replace(suffix, ""), 1))
+def _matching(events: list[StoredEvent], event_filter: EventQuery) -> list[StoredEvent]:
+    if event_filter.is_empty:
+        return events
+    return [e for e in events if event_filter.matches(e.event)]
+
+
+def _ahead_of_log(name: str, row: Checkpoint, head: int) -> str | None:
+    """A checkpoint past the head means rows were cut off the end of the log: events
+    appended later would reuse those positions and be skipped. Refuse to move on."""
+    position = row.rebuild_position if row.rebuilding else row.position
+    if position is None or position <= head:
+        return None
+    return (
+        f"checkpoint at position {position} is ahead of the log's head ({head}): rows were "
+        f"cut off the end of the log. Check it with `eventstore verify --anchor ...`, then "
+        f"rebuild with `eventstore projections rebuild {name}`"
+    )
 
 
 def _diff(connection: Connection, live: sa.Table, rebuilt: sa.Table, samples: int) -> TableDiff:
@@ -721,14 +672,14 @@ def _diff(connection: Connection, live: sa.Table, rebuilt: sa.Table, samples: in
         )
 
     has_live = sa.inspect(connection).has_table(live.name)
-    live_select = sa.select(*live.columns) if has_live else None
     rebuilt_select = sa.select(*rebuilt.columns)
     rebuilt_rows = count(rebuilt_select)
-    if live_select is None:
+    if not has_live:
         rows = connection.execute(rebuilt_select.limit(samples)).mappings().all()
         return TableDiff(
             live.name, 0, rebuilt_rows, 0, rebuilt_rows, (), tuple(dict(r) for r in rows)
         )
+    live_select = sa.select(*live.columns)
     only_live = sa.except_(live_select, sa.select(*rebuilt.columns))
     only_rebuilt = sa.except_(rebuilt_select, sa.select(*live.columns))
     return TableDiff(
@@ -752,41 +703,15 @@ def _reraise_if_connection_lost(error: Exception) -> None:
         raise error
 
 
-def _is_live_and_current_version(projection: Projection, row: Any) -> bool:
-    return (
-        row is not None
-        and row.rebuild_version is None
-        and row.version == projection.effective_version
-    )
-
-
-def _is_current(projection: Projection, row: Any, head: int) -> bool:
-    """Live, of the code's version, healthy and at the head: nothing to do."""
-    return (
-        _is_live_and_current_version(projection, row)
-        and row.last_error is None
-        and row.position >= head
-    )
-
-
 def _can_wait(
-    projection: Projection, row: Any, head: int, min_lag: int, max_delay: float | None
+    row: Checkpoint, head: int, min_lag: int, max_delay: float | None, now: datetime
 ) -> bool:
-    if not min_lag or not _is_live_and_current_version(projection, row) or row.last_error:
-        return False
-    if head - row.position >= min_lag:
+    if not min_lag or head - row.position >= min_lag:
         return False
     if max_delay is None:
         return True
-    return bool((_now() - row.updated_at).total_seconds() < max_delay)
+    return (now - row.updated_at).total_seconds() < max_delay
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _insert_ignoring_conflict(connection: Connection) -> Any:
-    """INSERT INTO projection_checkpoints ... ON CONFLICT (name) DO NOTHING."""
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(checkpoints).on_conflict_do_nothing(index_elements=["name"])
-    return sqlite.insert(checkpoints).on_conflict_do_nothing(index_elements=["name"])

@@ -9,13 +9,13 @@ from typing import TextIO
 
 from eventstore.errors import ConfigurationError
 from eventstore.progress import Progress
-from eventstore.projections.runner import ProjectionRunner
 from eventstore.replay.archive import DEFAULT_PREFIX, replay_from_archive
 from eventstore.replay.aws import make_client, parse_s3_location, queue_region
 from eventstore.replay.base import ReplaySummary
 from eventstore.replay.s3_versions import backfill_from_s3_versions
 from eventstore.replay.sqs import drain_queue
 from eventstore.store.sql import SqlEventStore
+from eventstore.wiring import EventStore
 
 EXIT_OK, EXIT_FAILED = 0, 1
 TARGETS = {
@@ -29,7 +29,7 @@ def run_replay(
     source: str,
     target: str | None,
     *,
-    store: Callable[[], SqlEventStore],  # opened only once the arguments are checked
+    event_store: Callable[[], EventStore],  # opened only once the arguments are checked
     endpoint_url: str | None = None,
     region: str | None = None,
     since: datetime | None = None,
@@ -47,11 +47,11 @@ def run_replay(
     if (since or until) and source != "archive":
         raise ConfigurationError(f"--since / --until apply to --from log and archive, not {source}")
     run = _plan(source, target, endpoint_url=endpoint_url, region=region, since=since, until=until)
-    log = store()  # opened once the arguments are known to be usable
+    opened = event_store()  # opened once the arguments are known to be usable
     progress = Progress(f"replay from {source}", stream=err)
-    summary = run(log, progress)
+    summary = run(opened.log, progress)
     progress.close(summary.describe())
-    _catch_up(log, err)
+    _catch_up(opened, err)
     for failure in summary.failures:
         print(f"eventstore: failed {failure.item}: {failure.reason}", file=err)
     print(json.dumps(summary.as_dict(), ensure_ascii=False), file=out)
@@ -86,8 +86,8 @@ def _plan(
     )
 
 
-def _catch_up(store: SqlEventStore, err: TextIO) -> None:
+def _catch_up(event_store: EventStore, err: TextIO) -> None:
     """Bring the projections up to the new head, as `eventstore ingest` does."""
-    for report in ProjectionRunner(store).catch_up():
+    for report in event_store.catch_up():
         if report.error:
             print(f"eventstore: projection {report.name} failed: {report.error}", file=err)

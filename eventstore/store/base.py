@@ -18,6 +18,8 @@ class AppendResult:
 
     stored: tuple[StoredEvent, ...]
     duplicates: int
+    # Duplicates whose size or etag differ from the stored event's (logged by the store).
+    conflicts: int = 0
 
     @property
     def appended(self) -> int:
@@ -97,7 +99,7 @@ def type_matches(pattern: str, event_name: str) -> bool:
 
 
 class EventLog(Protocol):
-    """An append-only log of S3 events with its object catalog."""
+    """An append-only log of S3 events."""
 
     def append(
         self, events: Sequence[NewEvent], *, correlation_id: str | None = None
@@ -110,10 +112,6 @@ class EventLog(Protocol):
     def history(self, bucket: str, key: str) -> list[StoredEvent]: ...
 
     def select_events(self, query: EventQuery) -> list[StoredEvent]: ...
-
-    def objects(
-        self, *, bucket: str | None = None, prefix: str | None = None, include_deleted: bool = False
-    ) -> list[CatalogEntry]: ...
 
     def objects_as_of(
         self,

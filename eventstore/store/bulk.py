@@ -8,7 +8,7 @@ text form of an array escapes every string with a regular expression). SQLite ru
 in-process, where executemany is already the fast way once SQLAlchemy's per-row work is out.
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -41,34 +41,40 @@ def _array_type(column: sa.Column[Any]) -> str:
     return _ARRAY_TYPES[kind.python_type]
 
 
-def column_arrays(table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
-    """The parameters of unnest_insert: the rows' values, one list per column."""
-    return [[row[column.name] for row in rows] for column in table.columns]
+def column_arrays(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """The parameters of unnest_insert: the rows' values (in column order), one list per column."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def write_rows(
-    connection: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]], *, upsert: bool
+    connection: Connection, table: sa.Table, rows: Sequence[Sequence[Any]], *, upsert: bool
 ) -> None:
-    """Insert (or upsert, by primary key) `rows`, each a value for every column, with no
-    per-row work by SQLAlchemy (on SQLite the columns' own bind processors convert)."""
+    """Insert (or upsert, by primary key) `rows`, each a value for every column in the
+    table's column order, with no per-row work by SQLAlchemy (on SQLite the columns' own
+    bind processors convert)."""
     if not rows:
         return
     if connection.dialect.name == "postgresql":
-        arrays = tuple(column_arrays(table, rows))
-        connection.exec_driver_sql(unnest_insert(table, upsert=upsert), arrays)
+        connection.exec_driver_sql(unnest_insert(table, upsert=upsert), tuple(column_arrays(rows)))
         return
     sql, converters = _sqlite_insert(table, upsert, connection.dialect)
-    params = [
-        tuple(row[name] if convert is None else convert(row[name]) for name, convert in converters)
-        for row in rows
-    ]
-    connection.exec_driver_sql(sql, params)
+    if any(converters):
+        rows = [
+            tuple(
+                v if convert is None else convert(v)
+                for v, convert in zip(row, converters, strict=True)
+            )
+            for row in rows
+        ]
+    connection.exec_driver_sql(sql, rows)
+
+
+def insert_rows(connection: Connection, table: sa.Table, rows: Sequence[Sequence[Any]]) -> None:
+    write_rows(connection, table, rows, upsert=False)
 
 
 @cache
-def _sqlite_insert(
-    table: sa.Table, upsert: bool, dialect: Dialect
-) -> tuple[str, list[tuple[str, Callable[[Any], Any] | None]]]:
+def _sqlite_insert(table: sa.Table, upsert: bool, dialect: Dialect) -> tuple[str, list[Any]]:
     """SQLite: the INSERT (or upsert) with `?` placeholders, and each column's converter."""
     quote = dialect.identifier_preparer.quote
     names = [quote(column.name) for column in table.columns]
@@ -76,9 +82,9 @@ def _sqlite_insert(
     sql = f"INSERT INTO {quote(table.name)} ({', '.join(names)}) VALUES ({slots})"
     if upsert:
         sql += _on_conflict_update(table, quote)
-    converters: list[tuple[str, Callable[[Any], Any] | None]] = []
-    for column in table.columns:
-        converters.append((column.name, column.type.dialect_impl(dialect).bind_processor(dialect)))
+    converters = [
+        column.type.dialect_impl(dialect).bind_processor(dialect) for column in table.columns
+    ]
     return sql, converters
 
 

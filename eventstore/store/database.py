@@ -21,6 +21,7 @@ from eventstore.store.schema import SCHEMA_REVISION
 ENV_URL = "EVENTSTORE_DB_URL"
 DEFAULT_FILE = "eventstore.db"
 WRITE = "eventstore_write"  # execution option: this connection's transactions will write
+APPEND_LOCK_ID = 0x5E7E_0001  # the advisory lock that serialises appends on PostgreSQL
 # A pooled PostgreSQL connection idle this long (seconds) is pinged before use.
 IDLE_PING_DEFAULT = "10"
 

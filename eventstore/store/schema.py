@@ -9,7 +9,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
 # The migration that matches this metadata; the store refuses an older database.
-SCHEMA_REVISION = "20261124_0003"
+SCHEMA_REVISION = "20261129_0004"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -104,7 +104,6 @@ events = sa.Table(
     sa.Column("recorded_at", UTCDateTime(), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
     sa.Index(None, "bucket", "key", "event_time"),
-    sa.Index(None, "bucket", "event_time"),
     sa.Index(None, "event_time"),
     sa.Index(None, "principal_id", "event_time"),
 )

@@ -32,20 +32,18 @@ because event ids are unique: what committed is counted as duplicates.
 tests/integration/test_concurrency.py is the proof under load.
 """
 
-import json
 import logging
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from eventstore.core.events import NewEvent, Source, StoredEvent
+from eventstore.core.events import EVENT_COLUMNS, NewEvent, StoredEvent
 from eventstore.core.hashing import (
     GENESIS_HASH,
     Anchor,
@@ -58,83 +56,51 @@ from eventstore.core.hashing import (
 from eventstore.core.objectstate import CatalogEntry, ObjectState
 from eventstore.core.ordering import sort_events_of_one_key
 from eventstore.errors import StorageError
-from eventstore.projections.base import (
-    InlineProjectionError,
-    Projection,
-    ProjectionContext,
-    describe_error,
-)
 from eventstore.store.base import AppendResult, EventQuery, prefix_upper_bound
-from eventstore.store.bulk import write_rows
-from eventstore.store.database import WRITE, create_engine, ensure_schema, resolve_url
-from eventstore.store.schema import UTCDateTime, events, object_catalog, projection_checkpoints
+from eventstore.store.bulk import insert_rows
+from eventstore.store.database import (
+    APPEND_LOCK_ID,
+    WRITE,
+    create_engine,
+    ensure_schema,
+    resolve_url,
+)
+from eventstore.store.schema import UTCDateTime, events
 
 logger = logging.getLogger(__name__)
 
-APPEND_LOCK_ID = 0x5E7E_0001  # the advisory lock that serialises appends on PostgreSQL
 _PAGE = 1000
 _TIME = UTCDateTime()
 _ID_CHUNK = 500
+_RETRIES = 3  # an id stored by another writer between our check and our insert
 
 # The append path's statements, built once: building a statement and its cache key costs
 # more than executing it for a batch of a few events.
-_SELECT_KNOWN_IDS = sa.select(events.c.event_id).where(
+_KNOWN = sa.select(events.c.event_id, events.c.size, events.c.etag).where(
     events.c.event_id.in_(sa.bindparam("event_ids", expanding=True))
 )
 _SELECT_HEAD = (
     sa.select(events.c.position, events.c.hash).order_by(events.c.position.desc()).limit(1)
 )
-# The head and which of a batch's ids the log already holds, in one round trip (the append
-# lock is held meanwhile, so every round trip saved is throughput).
-_head = _SELECT_HEAD.subquery()
-_SELECT_HEAD_AND_KNOWN = sa.union_all(
-    sa.select(_head.c.position, _head.c.hash, sa.cast(sa.null(), sa.String).label("event_id")),
-    sa.select(
-        sa.cast(sa.null(), sa.BigInteger), sa.cast(sa.null(), sa.String), events.c.event_id
-    ).where(events.c.event_id.in_(sa.bindparam("event_ids", expanding=True))),
-)
-_checkpoint = projection_checkpoints.c
-# Claims the new events for an inline projection in one round trip: the checkpoint moves only
-# if the projection is live, of this version, healthy and exactly at the previous head.
-_CLAIM_INLINE = (
-    sa.update(projection_checkpoints)
-    .where(
-        _checkpoint.name == sa.bindparam("checkpoint_name"),
-        _checkpoint.version == sa.bindparam("code_version"),
-        _checkpoint.rebuild_version.is_(None),
-        _checkpoint.last_error.is_(None),
-        _checkpoint.position == sa.bindparam("previous_head"),
-    )
-    .values(position=sa.bindparam("new_head"), updated_at=sa.bindparam("now"))
-    .returning(_checkpoint.live_filter)
-)
-_RECORD_INLINE_FAILURE = (
-    sa.update(projection_checkpoints)
-    .where(_checkpoint.name == sa.bindparam("checkpoint_name"))
-    .values(last_error=sa.bindparam("error"), error_position=sa.bindparam("failed_at"))
-)
+_SELECT_COLUMNS = sa.select(*(events.c[name] for name in EVENT_COLUMNS))
+
+Known = dict[str, tuple[int | None, str | None]]  # event id -> the stored (size, etag)
 
 
 class SqlEventStore:
-    """The event log and its inline projections on one SQLAlchemy engine."""
+    """The event log on one SQLAlchemy engine (SQLite or PostgreSQL); knows no projection."""
 
     append_lock_id = APPEND_LOCK_ID
 
-    def __init__(self, engine: Engine, *, projections: Sequence[Projection] | None = None) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        if projections is None:
-            from eventstore.projections.registry import load_projections
-
-            projections = load_projections()
-        self.projections: tuple[Projection, ...] = tuple(projections)
 
     # -- writing ------------------------------------------------------------------------
 
     def append(
         self, new_events: Sequence[NewEvent], *, correlation_id: str | None = None
     ) -> AppendResult:
-        """Store the events not already in the log, in one transaction, and fold them into
-        the inline projections in that same transaction."""
+        """Store the events not already in the log, in one transaction, and nothing else."""
         # Everything of a row but its position, time and hash is built before the lock.
         unique: dict[str, PendingRow] = {}
         for given in new_events:
@@ -145,46 +111,43 @@ class SqlEventStore:
                 event = replace(event, correlation_id=correlation_id)
             unique[event.event_id] = PendingRow.of(event)
         in_batch_duplicates = len(new_events) - len(unique)
-        # Inline projections run without savepoints (two round trips less under the append
-        # lock). If one raises, the transaction is rolled back whole and the append is made
-        # again without it, its error recorded on its checkpoint for the runner to retry.
-        failed: dict[str, str] = {}
-        while True:
+        for attempt in range(_RETRIES):
             try:
                 if self.engine.dialect.name == "postgresql":
                     from eventstore.store.pg_append import append_pipelined  # needs psycopg
 
-                    stored, known = append_pipelined(self, unique, failed)
+                    stored, known = append_pipelined(self.engine, unique)
                 else:
-                    stored, known = self._append_generic(unique, failed)
+                    stored, known = self._append_generic(unique)
                 break
-            except InlineProjectionError as failure:
-                logger.warning("inline projection %s failed: %s", failure.name, failure.reason)
-                failed[failure.name] = failure.reason
+            except IntegrityError as error:
+                # Only the PostgreSQL path checks ids before the lock; a writer that stored one
+                # of them meanwhile makes the insert fail whole, and the retry counts it.
+                if attempt == _RETRIES - 1:
+                    raise StorageError(
+                        f"append failed, nothing was stored: {error.orig}"
+                    ) from error
             except DBAPIError as error:
                 raise StorageError(f"append failed, nothing was stored: {error.orig}") from error
-        return AppendResult(tuple(stored), in_batch_duplicates + known)
+        conflicts = _conflicts(unique, known)
+        return AppendResult(tuple(stored), in_batch_duplicates + len(known), conflicts)
 
-    def _append_generic(
-        self, unique: dict[str, PendingRow], failed: dict[str, str]
-    ) -> tuple[list[StoredEvent], int]:
-        """The append through SQLAlchemy, a statement at a time (SQLite: no round trips)."""
+    def _append_generic(self, unique: dict[str, PendingRow]) -> tuple[list[StoredEvent], Known]:
+        """The append through SQLAlchemy (SQLite: in-process, no round trips to save)."""
         with self.write() as connection:
-            self.lock_appends(connection)
-            head, head_hash, known = self._head_and_known(connection, list(unique))
+            head, head_hash = self.head_in(connection)
+            known = self.known_in(connection, list(unique))
             fresh = [row for event_id, row in unique.items() if event_id not in known]
-            stored = self._insert(connection, fresh, head, head_hash)
-            if stored:
-                self._project_inline(connection, stored, failed)
-        return stored, len(unique) - len(fresh)
+            stored = seal_all(fresh, head, head_hash, datetime.now(UTC)) if fresh else []
+            insert_rows(connection, events, [s.values() for s in stored])
+        return stored, known
 
     @staticmethod
     def lock_appends(connection: Connection) -> None:
         """Hold off appends until this transaction ends (SQLite: every writer already does).
 
-        The lock order everywhere is the append lock first, then checkpoint rows: a runner
-        that held a checkpoint row while it waited for appends would deadlock with an append
-        that waits for that row."""
+        A swap of a projection's shadow tables takes it, so that the head stays put while
+        the last events are folded; the lock is always taken before any checkpoint row."""
         if connection.dialect.name == "postgresql":
             connection.execute(sa.select(sa.func.pg_advisory_xact_lock(APPEND_LOCK_ID)))
 
@@ -193,85 +156,19 @@ class SqlEventStore:
         return _WriteTransaction(self.engine)
 
     @staticmethod
-    def _head_and_known(connection: Connection, event_ids: list[str]) -> tuple[int, str, set[str]]:
-        """The head's position and hash, and the ids of `event_ids` already in the log."""
-        chunks = [event_ids[i : i + _ID_CHUNK] for i in range(0, len(event_ids), _ID_CHUNK)]
-        head, head_hash, known = 0, GENESIS_HASH, set()
-        for row in connection.execute(
-            _SELECT_HEAD_AND_KNOWN, {"event_ids": chunks[0] if chunks else []}
-        ):
-            if row.event_id is None:
-                head, head_hash = row.position, row.hash
-            else:
-                known.add(row.event_id)
-        for chunk in chunks[1:]:
-            known.update(connection.execute(_SELECT_KNOWN_IDS, {"event_ids": chunk}).scalars())
-        return head, head_hash, known
+    def head_in(connection: Connection) -> tuple[int, str]:
+        row = connection.execute(_SELECT_HEAD).first()
+        return (row.position, row.hash) if row is not None else (0, GENESIS_HASH)
 
     @staticmethod
-    def _insert(
-        connection: Connection, fresh: list[PendingRow], head: int, head_hash: str
-    ) -> list[StoredEvent]:
-        if not fresh:
-            return []
-        stored = seal_all(fresh, head, head_hash, datetime.now(UTC))
-        write_rows(connection, events, [row_of(s) for s in stored], upsert=False)
-        return stored
-
-    def _project_inline(
-        self, connection: Connection, stored: list[StoredEvent], failed: dict[str, str]
-    ) -> None:
-        """Fold the new events into every inline projection that is live and caught up.
-
-        A projection that raises fails this attempt (see append), and in the next one is only
-        marked failed; the runner retries it later. A projection that is behind, rebuilding
-        or re-versioned is left to the runner."""
-        inline = [p for p in self.projections if p.inline]
-        if not inline:
-            return
-        first, now = stored[0].position, datetime.now(UTC)
-        for projection in inline:
-            if projection.name in failed:
-                connection.execute(
-                    _RECORD_INLINE_FAILURE,
-                    {
-                        "checkpoint_name": projection.name,
-                        "error": failed[projection.name],
-                        "failed_at": first,
-                    },
-                )
-                continue
-            claimed = connection.execute(
-                _CLAIM_INLINE,
-                {
-                    "checkpoint_name": projection.name,
-                    "code_version": projection.effective_version,
-                    "previous_head": first - 1,
-                    "new_head": stored[-1].position,
-                    "now": now,
-                },
-            ).first()
-            if claimed is None:  # behind, rebuilding, failed or re-versioned: the runner's job
-                continue
-            event_filter = EventQuery.from_json(claimed.live_filter)
-            chosen = [s for s in stored if event_filter.matches(s.event)]
-            if not chosen:
-                continue
-            try:
-                tables = {t.name: t for t in projection.tables}
-                projection.apply(ProjectionContext(connection, tables), chosen)
-            except Exception as error:  # a projection's bug must not stop ingestion
-                if isinstance(error, DBAPIError) and error.connection_invalidated:
-                    raise
-                raise InlineProjectionError(projection.name, describe_error(error)) from error
-
-    def rebuild_projections(self) -> int:
-        """Rebuild every projection from position 0 and swap it in; return events folded."""
-        from eventstore.projections.runner import ProjectionRunner
-
-        runner = ProjectionRunner(self)
-        reports = runner.rebuild([p.name for p in self.projections])
-        return max((r.applied for r in reports), default=0)
+    def known_in(connection: Connection, event_ids: list[str]) -> Known:
+        """Which of `event_ids` the log holds already, with their stored size and etag."""
+        known: Known = {}
+        for start in range(0, len(event_ids), _ID_CHUNK):
+            chunk = event_ids[start : start + _ID_CHUNK]
+            for row in connection.execute(_KNOWN, {"event_ids": chunk}):
+                known[row.event_id] = (row.size, row.etag)
+        return known
 
     # -- reading --------------------------------------------------------------------------
 
@@ -291,21 +188,22 @@ class SqlEventStore:
     def read_in(
         self, connection: Connection, *, after: int, limit: int | None
     ) -> Iterator[StoredEvent]:
-        """Events after `after` in position order, read through `connection` page by page."""
+        """Events after `after` in position order, read through `connection` page by page.
+
+        Read through the driver: projections fold every event of the log through here, and
+        SQLAlchemy's per-row result processing cost more than the fold itself."""
+        sql, to_time = _read_page_sql(connection.dialect)
         remaining = limit
         while remaining is None or remaining > 0:
             page = _PAGE if remaining is None else min(_PAGE, remaining)
-            rows = connection.execute(
-                sa.select(events)
-                .where(events.c.position > after)
-                .order_by(events.c.position)
-                .limit(page)
-            ).all()
+            rows = connection.exec_driver_sql(sql, (after, page)).all()
             for row in rows:
-                yield _stored_of(row)
+                values = list(row)
+                values[4], values[19] = to_time(values[4]), to_time(values[19])
+                yield StoredEvent.of_values(values)
             if len(rows) < page:
                 return
-            after = rows[-1].position
+            after = rows[-1][0]
             if remaining is not None:
                 remaining -= len(rows)
 
@@ -313,48 +211,26 @@ class SqlEventStore:
         """Every event of one object, in S3's order (sequencer, then event time)."""
         with self.engine.connect() as connection:
             rows = connection.execute(
-                sa.select(events)
-                .where(events.c.bucket == bucket, events.c.key == key)
-                .order_by(events.c.position)
+                _SELECT_COLUMNS.where(events.c.bucket == bucket, events.c.key == key).order_by(
+                    events.c.position
+                )
             ).all()
-        return sort_events_of_one_key([_stored_of(r) for r in rows], lambda s: s.order_key)
+        stored = [StoredEvent.of_values(r) for r in rows]
+        return sort_events_of_one_key(stored, lambda s: s.order_key)
 
     def select_events(self, query: EventQuery) -> list[StoredEvent]:
         """The audit query: events matching every filter, in position order."""
-        statement = sa.select(events).where(*_event_filters(query)).order_by(events.c.position)
+        return list(self.iter_events(query))
+
+    def iter_events(self, query: EventQuery) -> Iterator[StoredEvent]:
+        """The audit query, streamed: events matching every filter, in position order."""
+        statement = _SELECT_COLUMNS.where(*_event_filters(query)).order_by(events.c.position)
         if query.limit is not None:
             statement = statement.limit(query.limit)
         with self.engine.connect() as connection:
-            return [_stored_of(r) for r in connection.execute(statement)]
-
-    def objects(
-        self, *, bucket: str | None = None, prefix: str | None = None, include_deleted: bool = False
-    ) -> list[CatalogEntry]:
-        """The object catalog now."""
-        conditions = _key_filters(object_catalog.c.bucket, object_catalog.c.key, bucket, prefix)
-        if not include_deleted:
-            conditions.append(object_catalog.c.deleted.is_(False))
-        statement = (
-            sa.select(object_catalog)
-            .where(*conditions)
-            .order_by(object_catalog.c.bucket, object_catalog.c.key)
-        )
-        with self.engine.connect() as connection:
-            return [
-                CatalogEntry(
-                    bucket=r.bucket,
-                    key=r.key,
-                    version_id=r.version_id,
-                    size=r.size,
-                    etag=r.etag,
-                    sequencer=r.sequencer,
-                    last_event_name=r.last_event_name,
-                    last_event_time=r.last_event_time,
-                    deleted=r.deleted,
-                    last_position=r.last_position,
-                )
-                for r in connection.execute(statement)
-            ]
+            rows = connection.execution_options(yield_per=_PAGE).execute(statement)
+            for row in rows:
+                yield StoredEvent.of_values(row)
 
     def objects_as_of(
         self,
@@ -370,10 +246,10 @@ class SqlEventStore:
         states: dict[tuple[str, str], ObjectState] = {}
         with self.engine.connect() as connection:
             rows = connection.execution_options(yield_per=_PAGE).execute(
-                sa.select(events).where(*conditions).order_by(events.c.position)
+                _SELECT_COLUMNS.where(*conditions).order_by(events.c.position)
             )
             for row in rows:
-                stored = _stored_of(row)
+                stored = StoredEvent.of_values(row)
                 event = stored.event
                 state = states.setdefault(
                     (event.bucket, event.key), ObjectState(event.bucket, event.key)
@@ -455,55 +331,48 @@ def open_store(url: str | None = None, *, auto_upgrade_sqlite: bool = True) -> S
     return SqlEventStore(engine)
 
 
-def row_of(stored: StoredEvent) -> dict[str, Any]:
-    """The `events` row of a stored event."""
-    event = stored.event
-    return {
-        "position": stored.position,
-        "event_id": event.event_id,
-        "stream": event.stream,
-        "event_name": event.event_name,
-        "event_time": event.event_time,
-        "bucket": event.bucket,
-        "key": event.key,
-        "version_id": event.version_id,
-        "sequencer": event.sequencer,
-        "size": event.size,
-        "etag": event.etag,
-        "principal_id": event.principal_id,
-        "source_ip": event.source_ip,
-        "request_id": event.request_id,
-        "region": event.region,
-        "source": str(event.source),
-        "causation_id": event.causation_id,
-        "correlation_id": event.correlation_id,
-        "record": stored.record_json,
-        "recorded_at": stored.recorded_at,
-        "hash": stored.hash,
-    }
+def _read_page_sql(dialect: Dialect) -> tuple[str, Any]:
+    """A page of the log as the driver runs it, and how the driver's times become aware UTC."""
+    quote = dialect.identifier_preparer.quote
+    columns = ", ".join(quote(name) for name in EVENT_COLUMNS)
+    mark = "%s" if dialect.name == "postgresql" else "?"
+    sql = f"SELECT {columns} FROM events WHERE position > {mark} ORDER BY position LIMIT {mark}"
+    if dialect.name == "sqlite":  # SQLAlchemy stores naive UTC as ISO text
+        return sql, _sqlite_time
+    return sql, _aware_utc
 
 
-def _stored_of(row: Any) -> StoredEvent:
-    event = NewEvent(
-        event_id=row.event_id,
-        event_name=row.event_name,
-        event_time=row.event_time,
-        bucket=row.bucket,
-        key=row.key,
-        version_id=row.version_id,
-        sequencer=row.sequencer,
-        size=row.size,
-        etag=row.etag,
-        principal_id=row.principal_id,
-        source_ip=row.source_ip,
-        request_id=row.request_id,
-        region=row.region,
-        source=Source(row.source),
-        record=json.loads(row.record),
-        causation_id=row.causation_id,
-        correlation_id=row.correlation_id,
-    )
-    return StoredEvent(row.position, event, row.record, row.recorded_at, row.hash)
+def _sqlite_time(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _aware_utc(value: datetime) -> datetime:
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+def _conflicts(unique: dict[str, PendingRow], known: Known) -> int:
+    """Count (and log) events whose id the log holds with another size or etag: the same S3
+    change cannot have two contents, so a producer is broken or someone forges events. The
+    first one stays; the log is append-only."""
+    conflicts = 0
+    for event_id, (size, etag) in known.items():
+        pending = unique.get(event_id)
+        if pending is None:
+            continue
+        event = pending.event
+        if (event.size, event.etag) != (size, etag):
+            conflicts += 1
+            logger.warning(
+                "event %s arrived again with other contents; the first is kept",
+                event_id,
+                extra={
+                    "event_id": event_id, "stream": event.stream,
+                    "stored": {"size": size, "etag": etag},
+                    "received": {"size": event.size, "etag": event.etag},
+                    "causation_id": event.causation_id,
+                },
+            )  # fmt: skip
+    return conflicts
 
 
 def _checked_rows(rows: Any, dialect: Dialect) -> Iterator[StoredEvent | UnreadableRow]:
@@ -513,7 +382,7 @@ def _checked_rows(rows: Any, dialect: Dialect) -> Iterator[StoredEvent | Unreada
             values = row._asdict()
             for name in time_columns:
                 values[name] = _TIME.process_result_value(values[name], dialect)
-            stored = _stored_of(SimpleNamespace(**values))
+            stored = StoredEvent.of_values([values[name] for name in EVENT_COLUMNS])
         except (ValueError, TypeError) as error:
             yield UnreadableRow(row.position, f"row cannot be read back: {error}")
             return

@@ -1,5 +1,5 @@
-"""The storage contract: one set of cases for the log, the checkpoints and the object catalog,
-run against every backend (SQLite and PostgreSQL). A backend is correct when it passes these;
+"""The storage contract: one set of cases for the log and the object catalog kept from it, run
+against every backend (SQLite and PostgreSQL). A backend is correct when it passes these;
 each database is built by running the migrations."""
 
 from collections.abc import Iterator
@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from eventstore.core.events import NewEvent, StoredEvent
 from eventstore.projections.base import Projection, ProjectionContext
-from eventstore.projections.catalog import ObjectCatalogProjection
+from eventstore.core.objectstate import CatalogEntry
+from eventstore.projections.catalog import ObjectCatalogProjection, catalog_entries
 from eventstore.projections.runner import ProjectionRunner
 from eventstore.store.base import EventQuery
 from eventstore.store.database import create_engine, upgrade_schema
@@ -45,8 +46,15 @@ def store_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def store(store_url: str) -> Iterator[SqlEventStore]:
     engine = create_engine(store_url)
-    yield SqlEventStore(engine, projections=[ObjectCatalogProjection()])
+    yield SqlEventStore(engine)
     engine.dispose()
+
+
+def objects(store: SqlEventStore, **filters: Any) -> list[CatalogEntry]:
+    """The object catalog, caught up with the log first (as `eventstore objects` after an
+    `eventstore ingest`)."""
+    ProjectionRunner(store, [ObjectCatalogProjection()]).catch_up()
+    return list(catalog_entries(store.engine, **filters))
 
 
 def puts(bucket: str, keys: list[str], *, start: int = 0) -> list[NewEvent]:
@@ -210,7 +218,7 @@ def test_a_prefix_selects_exactly_the_keys_that_start_with_it(
     expected = sorted(k for k in UNICODE_KEYS if k.startswith(prefix))
 
     found = sorted(s.event.key for s in store.select_events(EventQuery(prefix=prefix)))
-    listed = sorted(e.key for e in store.objects(prefix=prefix))
+    listed = sorted(e.key for e in objects(store, prefix=prefix))
 
     assert found == expected
     assert listed == expected
@@ -304,15 +312,15 @@ def _fields(query: EventQuery) -> dict[str, Any]:
 def test_objects_reflect_puts_and_deletes_and_filters(store: SqlEventStore) -> None:
     _audit_log(store)
 
-    live = [(e.bucket, e.key) for e in store.objects()]
-    everything = {(e.bucket, e.key): e for e in store.objects(include_deleted=True)}
+    live = [(e.bucket, e.key) for e in objects(store)]
+    everything = {(e.bucket, e.key): e for e in objects(store, include_deleted=True)}
 
     assert live == [("data", "app/1.log"), ("logs", "app/2.log")]
     assert everything[("logs", "app/1.log")].deleted
     assert everything[("logs", "web/1.log")].deleted
     assert ("logs", "app/3.log") not in everything  # tagging alone does not make an object
-    assert [e.key for e in store.objects(bucket="logs")] == ["app/2.log"]
-    assert [e.key for e in store.objects(bucket="logs", prefix="web/", include_deleted=True)] == [
+    assert [e.key for e in objects(store, bucket="logs")] == ["app/2.log"]
+    assert [e.key for e in objects(store, bucket="logs", prefix="web/", include_deleted=True)] == [
         "web/1.log"
     ]
     entry = everything[("logs", "app/2.log")]
@@ -330,10 +338,10 @@ def test_a_delete_that_arrives_before_its_put_still_wins(store: SqlEventStore) -
     store.append(new_events([delete]))
     store.append(new_events([put]))
 
-    (entry,) = store.objects(include_deleted=True)
+    (entry,) = objects(store, include_deleted=True)
 
     assert entry.deleted and entry.last_event_name == "ObjectRemoved:Delete"
-    assert store.objects() == []
+    assert objects(store) == []
 
 
 def test_versioned_bucket_deletes_only_change_the_current_version(store: SqlEventStore) -> None:
@@ -347,12 +355,12 @@ def test_versioned_bucket_deletes_only_change_the_current_version(store: SqlEven
                         version_id="v2", when=T0 + timedelta(seconds=3))  # fmt: skip
     store.append(new_events([v1, v2]))
     store.append(new_events([drop_v1]))
-    ((version, size),) = [(e.version_id, e.size) for e in store.objects()]
+    ((version, size),) = [(e.version_id, e.size) for e in objects(store)]
     assert (version, size) == ("v2", 2)
 
     store.append(new_events([drop_v2]))
 
-    assert store.objects() == []
+    assert objects(store) == []
 
 
 def test_objects_as_of_reconstructs_the_catalog_at_a_past_time(store: SqlEventStore) -> None:
@@ -365,7 +373,7 @@ def test_objects_as_of_reconstructs_the_catalog_at_a_past_time(store: SqlEventSt
         ("logs", "app/1.log"),
         ("logs", "app/2.log"),
     ]
-    assert after_all == store.objects()
+    assert after_all == objects(store)
     assert store.objects_as_of(T0 - timedelta(seconds=1)) == []
     in_logs = store.objects_as_of(T0 + timedelta(hours=1), bucket="logs", include_deleted=True)
     assert [e.key for e in in_logs] == ["app/1.log", "app/2.log", "web/1.log"]
@@ -374,25 +382,31 @@ def test_objects_as_of_reconstructs_the_catalog_at_a_past_time(store: SqlEventSt
 # -- checkpoints --------------------------------------------------------------------------
 
 
-def test_the_catalog_checkpoint_moves_with_every_append(store: SqlEventStore) -> None:
-    assert catalog_checkpoint(store) == 0
+def test_an_append_moves_no_checkpoint_and_catch_up_moves_the_catalogs(
+    store: SqlEventStore,
+) -> None:
+    runner = ProjectionRunner(store, [ObjectCatalogProjection()])
+    runner.catch_up()  # builds the (empty) catalog: live at 0
     store.append(puts("b", ["a", "b"]))
+    assert catalog_checkpoint(store) == 0  # the log knows nothing of projections
+
+    runner.catch_up()
     assert catalog_checkpoint(store) == 2
     store.append(puts("b", ["a", "b"]))  # only duplicates: nothing to fold
-    assert catalog_checkpoint(store) == 2
     store.append(puts("b", ["c"], start=2))
+    runner.catch_up()
     assert catalog_checkpoint(store) == 3 == store.head_position()
 
 
-def test_the_inline_catalog_equals_a_rebuild_from_scratch(store: SqlEventStore) -> None:
+def test_the_caught_up_catalog_equals_a_rebuild_from_scratch(store: SqlEventStore) -> None:
     _audit_log(store)
     store.append(new_events(put_records("b", [f"p/{i}" for i in range(50)])))
-    before = store.objects(include_deleted=True)
+    before = objects(store, include_deleted=True)
 
-    folded = store.rebuild_projections()
+    (report,) = ProjectionRunner(store, [ObjectCatalogProjection()]).rebuild(["object_catalog"])
 
-    assert folded == store.head_position()
-    assert store.objects(include_deleted=True) == before
+    assert report.swapped and report.applied == store.head_position()
+    assert list(catalog_entries(store.engine, include_deleted=True)) == before
     assert catalog_checkpoint(store) == store.head_position()
 
 
@@ -405,12 +419,12 @@ failing_marks = sa.Table(
 
 class FailsOnPoisonProjection(Projection):
     """Writes a row per event, then raises on a key named "poison": its writes of that
-    batch must vanish with its checkpoint unmoved, while the append itself succeeds."""
+    chunk must vanish with its checkpoint stopped before the poison, while the append and
+    every other projection go on."""
 
     name = "contract_fails_on_poison"
     version = 1
     tables: ClassVar = (failing_marks,)
-    inline = True
 
     def apply(self, context: ProjectionContext, events: Any) -> None:
         stored: list[StoredEvent] = list(events)
@@ -425,16 +439,18 @@ class FailsOnPoisonProjection(Projection):
 
 def test_a_failing_projection_rolls_back_alone_and_its_checkpoint_stays(store_url: str) -> None:
     engine = create_engine(store_url)
-    store = SqlEventStore(
-        engine, projections=[ObjectCatalogProjection(), FailsOnPoisonProjection()]
-    )
+    store = SqlEventStore(engine)
+    runner = ProjectionRunner(store, [ObjectCatalogProjection(), FailsOnPoisonProjection()])
     try:
-        ProjectionRunner(store).catch_up()  # builds the new projection: live at position 0
+        runner.catch_up()  # builds the new projections: live at position 0
         store.append(puts("b", ["ok-1", "ok-2"]))
 
         result = store.append(puts("b", ["ok-3", "poison"], start=2))
+        reports = {r.name: r for r in runner.catch_up()}
 
         assert result.appended == 2
+        assert reports["object_catalog"].error is None
+        assert "poisoned" in (reports["contract_fails_on_poison"].error or "")
         assert catalog_checkpoint(store) == 4
         with engine.connect() as connection:
             marks = connection.execute(sa.select(failing_marks.c.position)).scalars().all()
@@ -447,8 +463,8 @@ def test_a_failing_projection_rolls_back_alone_and_its_checkpoint_stays(store_ur
                 sa.select(sa.func.count()).select_from(object_catalog)
             )
             assert catalog_rows.scalar() == 4
-        assert sorted(marks) == [1, 2]
-        assert (row.position, row.error_position) == (2, 3)
+        assert sorted(marks) == [1, 2, 3]  # applied up to the poison, which stopped it
+        assert (row.position, row.error_position) == (3, 4)
         assert "poisoned" in row.last_error
     finally:
         engine.dispose()

@@ -1,0 +1,247 @@
+"""Projection checkpoints and shadow tables: the one owner of `projection_checkpoints` and of
+creating, dropping and swapping a projection's tables.
+
+A checkpoint row says which version of a projection is live, up to which log position it
+folded, and, while a rebuild runs, the version and position of the shadow build. Every
+method works inside the caller's transaction, so a projection's writes and its checkpoint
+move together.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+
+from eventstore.projections.base import Projection
+from eventstore.store.schema import NAMING_CONVENTION, copy_table, projection_checkpoints
+
+SHADOW_SUFFIX = "__rebuild"
+DRY_RUN_SUFFIX = "__dryrun"
+checkpoints = projection_checkpoints
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """One projection's row of `projection_checkpoints`."""
+
+    name: str
+    version: int  # the live version; 0 before the first swap
+    position: int
+    updated_at: datetime
+    last_error: str | None
+    error_position: int | None
+    live_filter: str | None
+    rebuild_version: int | None
+    rebuild_position: int | None
+    rebuild_filter: str | None
+
+    @classmethod
+    def of_row(cls, row: Any) -> "Checkpoint":
+        return cls(*(getattr(row, column.name) for column in checkpoints.columns))
+
+    @property
+    def rebuilding(self) -> bool:
+        return self.rebuild_version is not None
+
+    def is_live_at(self, version: int) -> bool:
+        """Live, of `version`, with no rebuild under way."""
+        return self.rebuild_version is None and self.version == version
+
+
+_copies: dict[tuple[str, str, str], sa.Table] = {}
+
+
+def live_tables(projection: Projection) -> dict[str, sa.Table]:
+    return {table.name: table for table in projection.tables}
+
+
+def suffixed_tables(projection: Projection, suffix: str) -> dict[str, sa.Table]:
+    """Copies of the projection's tables named `<table><suffix>`, with their own index and
+    constraint names (the naming convention puts the table name in each)."""
+    tables: dict[str, sa.Table] = {}
+    for table in projection.tables:
+        cache_key = (projection.name, table.name, suffix)
+        copy = _copies.get(cache_key)
+        if copy is None:
+            target = sa.MetaData(naming_convention=NAMING_CONVENTION)
+            copy = copy_table(table, target, table.name + suffix)
+            _copies[cache_key] = copy
+        tables[table.name] = copy
+    return tables
+
+
+def shadow_tables(projection: Projection) -> dict[str, sa.Table]:
+    return suffixed_tables(projection, SHADOW_SUFFIX)
+
+
+class SqlCheckpoints:
+    """Checkpoint rows and shadow tables, in the caller's transaction."""
+
+    def all(self, connection: Connection) -> dict[str, Checkpoint]:
+        return {
+            row.name: Checkpoint.of_row(row) for row in connection.execute(sa.select(checkpoints))
+        }
+
+    def lock(self, connection: Connection, name: str, *, wait: bool = True) -> Checkpoint | None:
+        """The row, locked for this transaction (SQLite: every writer already is). With
+        `wait` False, None also when another transaction holds it."""
+        statement = sa.select(checkpoints).where(checkpoints.c.name == name)
+        if connection.dialect.name == "postgresql":
+            statement = statement.with_for_update(skip_locked=not wait)
+        row = connection.execute(statement).first()
+        return Checkpoint.of_row(row) if row is not None else None
+
+    def start(
+        self, connection: Connection, projection: Projection, event_filter: str | None
+    ) -> bool:
+        """Create the row of a new projection, rebuilding from 0 into empty shadow tables.
+        False when another runner created it first (many containers meet a new projection
+        at once)."""
+        insert = (
+            postgresql.insert(checkpoints)
+            if connection.dialect.name == "postgresql"
+            else sqlite.insert(checkpoints)
+        )
+        created = connection.execute(
+            insert.values(
+                name=projection.name, version=0, position=0, updated_at=_now(),
+                rebuild_version=projection.effective_version, rebuild_position=0,
+                rebuild_filter=event_filter,
+            )
+            .on_conflict_do_nothing(index_elements=["name"])
+            .returning(checkpoints.c.name)
+        ).first()  # fmt: skip
+        if created is None:
+            return False
+        self.create_tables(connection, shadow_tables(projection))
+        return True
+
+    def restart_rebuild(
+        self, connection: Connection, projection: Projection, event_filter: str | None
+    ) -> None:
+        """Rebuild from 0, of the code's version, into empty shadow tables."""
+        self.create_tables(connection, shadow_tables(projection))
+        connection.execute(
+            sa.update(checkpoints)
+            .where(checkpoints.c.name == projection.name)
+            .values(
+                rebuild_version=projection.effective_version, rebuild_position=0,
+                rebuild_filter=event_filter, last_error=None, error_position=None,
+                updated_at=_now(),
+            )
+        )  # fmt: skip
+
+    def shadow_exists(self, connection: Connection, projection: Projection) -> bool:
+        inspector = sa.inspect(connection)
+        return all(inspector.has_table(t.name) for t in shadow_tables(projection).values())
+
+    def advance(
+        self,
+        connection: Connection,
+        name: str,
+        *,
+        rebuilding: bool,
+        position: int | None,
+        error: tuple[int, str] | None = None,
+    ) -> None:
+        """Move the live (or rebuild) position to `position`, and record or clear the error."""
+        values: dict[str, Any] = {"updated_at": _now()}
+        if position is not None:
+            values["rebuild_position" if rebuilding else "position"] = position
+        if error is not None:
+            values.update(error_position=error[0], last_error=error[1])
+        else:
+            values.update(error_position=None, last_error=None)
+        connection.execute(
+            sa.update(checkpoints).where(checkpoints.c.name == name).values(**values)
+        )
+
+    def record_error(self, connection: Connection, name: str, position: int, error: str) -> None:
+        connection.execute(
+            sa.update(checkpoints)
+            .where(checkpoints.c.name == name)
+            .values(last_error=error, error_position=position, updated_at=_now())
+        )
+
+    def swap(
+        self, connection: Connection, projection: Projection, checkpoint: Checkpoint, head: int
+    ) -> None:
+        """Replace the live tables by the shadow ones and make the rebuild the live version."""
+        shadow = shadow_tables(projection)
+        for name, table in live_tables(projection).items():
+            table.drop(connection, checkfirst=True)
+            _rename_table(connection, shadow[name].name, name, SHADOW_SUFFIX)
+        connection.execute(
+            sa.update(checkpoints)
+            .where(checkpoints.c.name == projection.name)
+            .values(
+                version=checkpoint.rebuild_version, position=head,
+                live_filter=checkpoint.rebuild_filter, rebuild_version=None,
+                rebuild_position=None, rebuild_filter=None, last_error=None,
+                error_position=None, updated_at=_now(),
+            )
+        )  # fmt: skip
+
+    @staticmethod
+    def create_tables(connection: Connection, tables: dict[str, sa.Table]) -> None:
+        for table in tables.values():
+            table.drop(connection, checkfirst=True)
+            table.create(connection)
+
+    @staticmethod
+    def drop_tables(connection: Connection, tables: dict[str, sa.Table]) -> None:
+        for table in tables.values():
+            table.drop(connection, checkfirst=True)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _rename_table(connection: Connection, old: str, new: str, suffix: str) -> None:
+    """Rename a table and the indexes and constraints that carry its old name."""
+    preparer = connection.dialect.identifier_preparer
+    connection.exec_driver_sql(f"ALTER TABLE {preparer.quote(old)} RENAME TO {preparer.quote(new)}")
+    if connection.dialect.name == "postgresql":
+        constraints = (
+            connection.execute(
+                sa.text("SELECT conname FROM pg_constraint WHERE conrelid = CAST(:t AS regclass)"),
+                {"t": new},
+            )
+            .scalars()
+            .all()
+        )
+        for name in constraints:
+            if suffix in name:
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {preparer.quote(new)} RENAME CONSTRAINT "
+                    f"{preparer.quote(name)} TO {preparer.quote(name.replace(suffix, ''))}"
+                )
+        indexes = (
+            connection.execute(
+                sa.text("SELECT indexname FROM pg_indexes WHERE tablename = :t"), {"t": new}
+            )
+            .scalars()
+            .all()
+        )
+        for name in indexes:
+            if suffix in name:
+                connection.exec_driver_sql(
+                    f"ALTER INDEX {preparer.quote(name)} RENAME TO "
+                    f"{preparer.quote(name.replace(suffix, ''))}"
+                )
+    else:
+        indexes = connection.execute(
+            sa.text(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t"
+                " AND sql IS NOT NULL"
+            ),
+            {"t": new},
+        ).all()
+        for name, sql in indexes:
+            if suffix in name:
+                connection.exec_driver_sql(f"DROP INDEX {preparer.quote(name)}")
+                connection.exec_driver_sql(sql.replace(name, name.replace(suffix, ""), 1))

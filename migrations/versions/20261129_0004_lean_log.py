@@ -1,0 +1,45 @@
+"""A leaner log: one secondary index fewer, and the duplicate prefix-statistics tables gone.
+
+Every event wrote five index entries besides its row. `(bucket, event_time)` served no query
+that `(bucket, key, event_time)` (a bucket or prefix, then a time window) and `(event_time)`
+(a time window across buckets) do not serve as well, so it goes.
+
+The prefix statistics are now kept by the object catalog's own fold (projection version 2),
+so the copies of the catalog that the `prefix_stats` projection folded into
+(`prefix_stats_objects`, `prefix_stats_versions`) and its checkpoint go. Its `prefix_stats`
+table stays until the catalog's rebuild, which the new version starts on the first catch-up,
+swaps its own in.
+
+Revision ID: 20261129_0004
+Revises: 20261124_0003
+Create Date: 2026-11-29
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "20261129_0004"
+down_revision: str | None = "20261124_0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_RETIRED = (
+    "prefix_stats_objects", "prefix_stats_versions",
+    "prefix_stats_objects__rebuild", "prefix_stats_versions__rebuild", "prefix_stats__rebuild",
+)  # fmt: skip
+
+
+def upgrade() -> None:
+    op.drop_index("ix_events_bucket_event_time", table_name="events")
+    inspector = sa.inspect(op.get_bind())
+    for table in _RETIRED:
+        if inspector.has_table(table):
+            op.drop_table(table)
+    op.execute("DELETE FROM projection_checkpoints WHERE name = 'prefix_stats'")
+
+
+def downgrade() -> None:
+    # The retired tables belong to a projection: the older code's runner rebuilds them.
+    op.create_index("ix_events_bucket_event_time", "events", ["bucket", "event_time"])
