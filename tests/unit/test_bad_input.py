@@ -177,8 +177,10 @@ def test_sizes_that_are_whole_numbers_in_another_type_are_accepted(
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        (lambda r: r["s3"]["object"].update(sequencer="not-hex!"),
-         "Records[0].s3.object.sequencer 'not-hex!' is not a hexadecimal string"),
+        (lambda r: r["s3"]["object"].update(sequencer="A" * 65),
+         "Records[0].s3.object.sequencer has 65 hex digits, over the 64 stored"),
+        (lambda r: r["s3"]["object"].update(sequencer=17),
+         "Records[0].s3.object.sequencer 17 is not a string"),
         (lambda r: r["s3"]["object"].update(versionId=17),
          "Records[0].s3.object.versionId is not a string"),
         (lambda r: r.update(userIdentity="admin"), "Records[0].userIdentity is not an object"),
@@ -239,7 +241,9 @@ def test_multibyte_body_over_256_kb_is_measured_in_bytes() -> None:
 def test_lone_surrogate_escape_is_rejected_before_it_reaches_the_database() -> None:
     body = put_record_with(lambda r: r.update(note="\ud800"))
     assert "\\ud800" in body
-    assert rejected(body).reason == "SQS message body has a lone surrogate escape (not text)"
+    assert rejected(body).reason == (
+        "SQS message body has a lone surrogate at Records[0].note (not text)"
+    )
 
 
 def test_valid_surrogate_pairs_are_text() -> None:
