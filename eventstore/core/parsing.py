@@ -107,7 +107,8 @@ def _id_text(value: Any, default_id: str) -> str:
 
 def _sqs_envelope(record: Any, index: int, default_id: str) -> Envelope:
     if not isinstance(record, dict):
-        return Envelope(f"{default_id}#{index}", record, Source.SQS)
+        # Not an SQS record at all: it has no body (its own text is no message to decode).
+        return Envelope(f"{default_id}#{index}", None, Source.SQS)
     message_id = _id_text(record.get("messageId"), f"{default_id}#{index}")
     return Envelope(message_id, record.get("body"), Source.SQS)
 
@@ -590,7 +591,7 @@ def iter_documents(text: str, *, name: str) -> Iterator[tuple[str, Any]]:
         # One document nested too deeply, or JSON lines whose first line is: only lines that
         # are JSON by themselves tell the two apart.
         first = next(line for line in stripped.splitlines() if line.strip())
-        if not _is_json_or_too_deep(first):
+        if first == stripped or not _is_json_or_too_deep(first):
             yield name, _Undecodable(stripped)
             return
     except ValueError:  # not JSON as a whole (JSONDecodeError among them): try JSON lines
