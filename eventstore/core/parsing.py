@@ -248,7 +248,7 @@ def _unstorable(document: Any) -> str | None:
                 return f"is nested too deeply (more than {MAX_NESTING} levels)"
             for name, item in value.items():
                 child = f"{path}.{name}" if path else str(name)
-                if _SURROGATE.search(name):
+                if isinstance(name, str) and _SURROGATE.search(name):
                     return f"has a lone surrogate in the name of {child!r} (not text)"
                 stack.append((item, depth + 1, child))
         elif isinstance(value, list):

@@ -154,6 +154,15 @@ def test_split_document_of_a_python_list_nested_100k_deep_gives_a_failing_envelo
     assert TOO_DEEP in failure.reason
 
 
+def test_a_decoded_document_with_names_that_are_not_text_is_walked_without_error() -> None:
+    # Given a notification built in Python (not decoded from JSON) with a number as a name
+    document: dict[Any, Any] = load_event("s3_put.json")
+    document[1] = "one"
+    # When it is parsed, Then it is checked and parsed like any other
+    (event,) = parse_envelope(Envelope("built", document, Source.S3)).events
+    assert event.key == "invoices/2026/03/inv-1042.pdf"
+
+
 # -- the shape of a Lambda SQS event ---------------------------------------------------------
 
 
