@@ -216,3 +216,23 @@ def test_the_canonical_row_is_the_compact_json_list_of_every_column() -> None:
     ]  # fmt: skip
     expected = json.dumps(columns, separators=(",", ":"), ensure_ascii=False).encode()
     assert canonical_row(7, event, record_json, RECORDED) == expected
+
+
+@pytest.mark.parametrize("year", [1, 500, 999])
+def test_an_event_time_before_year_1000_hashes_the_same_when_written_and_verified(
+    year: int,
+) -> None:
+    # Given an event whose time is before year 1000 (format_time now writes it with four
+    # digits; strftime used to write "500-…")
+    event = dataclasses.replace(
+        make_event("ObjectCreated:Put"), event_time=datetime(year, 1, 1, 0, 0, 0, 5000, tzinfo=UTC)
+    )
+    # When it is sealed as an append does, and the chain is verified as verify does
+    stored = PendingRow.of(event).seal(GENESIS_HASH, 1, RECORDED)
+    result = verify_chain([stored])
+    # Then the chain holds, and the hashed time is the four-digit one
+    assert result.ok
+    assert (
+        f'"{year:04d}-01-01T00:00:00.005Z"'
+        in canonical_row(1, event, stored.record_json, RECORDED).decode()
+    )

@@ -1,11 +1,15 @@
 """Parsing every accepted form of S3 event into NewEvents (no I/O)."""
 
 import json
+import logging
 from datetime import UTC, datetime
+from urllib.parse import quote_plus
 
 import pytest
 
-from eventstore.core.events import Source
+from eventstore.core.events import NewEvent, Source
+from eventstore.core.identity import derive_event_id
+from eventstore.core.ordering import OrderKey, sort_events_of_one_key
 from eventstore.core.parsing import (
     Envelope,
     decode_key,
@@ -16,7 +20,7 @@ from eventstore.core.parsing import (
 )
 from eventstore.errors import MalformedMessageError
 from tests.conftest import event_text, load_event
-from tests.helpers import deliveries_of, events_of, first_record, only_event_of
+from tests.helpers import deliveries_of, events_of, first_record, only_event_of, sns_body
 from tests.notification_factory import notification
 
 INVOICE_KEY = "invoices/2026/03/inv-1042.pdf"
@@ -234,9 +238,65 @@ def test_eventbridge_detail_types_map_to_notification_names(fixture: str, event_
     assert event.source is Source.EVENTBRIDGE
 
 
-def test_eventbridge_key_is_decoded_like_a_notification_key() -> None:
+def test_eventbridge_key_is_taken_as_it_is() -> None:
     event = only_event_of("eventbridge_object_deleted_lifecycle_expiration_delete_marker.json")
     assert event.key == "tmp/session=def456/state.json"
+
+
+def test_an_eventbridge_key_with_spaces_is_the_key_its_notification_encodes() -> None:
+    # Given one upload of a key with spaces, as a notification (form-encoded: `+` for a space)
+    # and as EventBridge delivers it (the key as named)
+    from_notification = only_event_of("s3_put_key_with_spaces.json")
+    from_eventbridge = only_event_of("eventbridge_object_created_put_key_with_spaces.json")
+    # Then both are the same key and the same event
+    assert from_eventbridge.key == "photos/summer holiday/beach day (1).jpg"
+    assert from_eventbridge.key == from_notification.key
+    assert from_eventbridge.event_id == from_notification.event_id
+
+
+def eventbridge_put_of(key: str) -> NewEvent:
+    """The invoice PUT through EventBridge, under another key (EventBridge does not encode)."""
+    document = load_event("eventbridge_object_created_put.json")
+    document["detail"]["object"]["key"] = key
+    (event,) = parse_envelope(Envelope(document["id"], document, Source.EVENTBRIDGE)).events
+    return event
+
+
+def notification_put_of(key: str) -> NewEvent:
+    """The same PUT through SNS and SQS, its key form-URL-encoded as S3 encodes it."""
+    record = first_record("s3_put.json")
+    record["s3"]["object"]["key"] = quote_plus(key, safe="/")
+    return parse_sqs_body(sns_body(json.dumps(notification([record]))), message_id="m-1").events[0]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "a+b%20c d.txt",
+        "report+final 2026.pdf",
+        "Screenshot from 2026-03-11 18-23-57.png",
+        "100% done+dusted/%2B %25.txt",
+        "plus+only",
+        "café/crème brûlée.txt",
+    ],
+)
+def test_one_change_through_eventbridge_and_a_notification_has_one_key_and_id(key: str) -> None:
+    # Given the same PUT of a key holding `+`, `%` or spaces, through EventBridge (as named)
+    # and through a notification (form-encoded)
+    from_eventbridge = eventbridge_put_of(key)
+    from_notification = notification_put_of(key)
+    # Then both store the key as named, under one event id
+    assert from_eventbridge.key == key
+    assert from_notification.key == key
+    assert from_eventbridge.event_id == from_notification.event_id
+
+
+def test_an_eventbridge_key_is_not_decoded_a_second_time() -> None:
+    # Given an EventBridge key that looks form-encoded
+    event = eventbridge_put_of("report%2Bfinal+2026.pdf")
+    # Then it is that key, not "report+final 2026.pdf" (which S3 would have named otherwise)
+    assert event.key == "report%2Bfinal+2026.pdf"
+    assert event.event_id != notification_put_of("report+final 2026.pdf").event_id
 
 
 def test_unknown_eventbridge_detail_type_is_kept_under_a_telling_name() -> None:
@@ -394,3 +454,94 @@ def test_an_sns_subscription_confirmation_is_not_a_notification() -> None:
     envelope = Envelope("sns-1", json.loads(body), Source.SNS)
     with pytest.raises(MalformedMessageError, match="not a Notification"):
         parse_envelope(envelope)
+
+
+def test_a_sample_event_with_a_non_hex_sequencer_is_stored_without_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given the widely copied sample event (aws-lambda-go's shape), whose sequencer is
+    # "Happy Sequencer", inside an SQS message
+    body = event_text("s3_put_sample_non_hex_sequencer.json")
+    # When it is parsed
+    with caplog.at_level(logging.WARNING, logger="eventstore.core.parsing"):
+        (event,) = parse_sqs_body(body, message_id="sample-1").events
+    # Then the event is kept, its record verbatim, but it has no sequencer
+    assert event.sequencer is None
+    assert event.record["s3"]["object"]["sequencer"] == "Happy Sequencer"
+    assert event.key == "samples/Happy Face.jpg"
+    assert event.event_time == datetime(1970, 1, 1, 0, 0, 0, 123000, tzinfo=UTC)
+    # and it is identified as events without a sequencer are (by its request id and time)
+    assert event.event_id == derive_event_id(
+        bucket="example-bucket",
+        key="samples/Happy Face.jpg",
+        version_id="version",
+        sequencer=None,
+        event_name="ObjectCreated:Put",
+        event_time=event.event_time,
+        request_id="7A1E95D3C06B2F48",
+        etag="d41d8cd98f00b204e9800998ecf8427e",
+        size=1024,
+    )
+    # and a warning names the message and the value
+    (warning,) = [r for r in caplog.records if r.name == "eventstore.core.parsing"]
+    assert warning.levelno == logging.WARNING
+    assert "sample-1" in warning.getMessage()
+    assert "'Happy Sequencer'" in warning.getMessage()
+
+
+def test_events_with_non_hex_sequencers_are_ordered_by_event_time() -> None:
+    # Given two changes of one key whose records both carry a non-hex sequencer, the later
+    # one with the sequencer that would sort first as text
+    def put_at(event_time: str, sequencer: str) -> NewEvent:
+        record = first_record("s3_put_sample_non_hex_sequencer.json")
+        record["eventTime"] = event_time
+        record["s3"]["object"]["sequencer"] = sequencer
+        return parse_sqs_body(json.dumps(notification([record])), message_id="m").events[0]
+
+    earlier = put_at("2026-03-01T12:00:00.000Z", "Zzz Sequencer")
+    later = put_at("2026-03-01T12:00:01.000Z", "Aaa Sequencer")
+    # When they are put in S3 order
+    ordered = sort_events_of_one_key(
+        [later, earlier], lambda e: OrderKey(e.sequencer, e.event_time)
+    )
+    # Then event time decides
+    assert ordered == [earlier, later]
+    assert OrderKey(later.sequencer, later.event_time).is_after(
+        OrderKey(earlier.sequencer, earlier.event_time)
+    )
+
+
+@pytest.mark.parametrize("sequencer", ["0065e1f7a93b2c4d12 ", " 0065E1F7A93B2C4D12"])
+def test_a_hex_sequencer_with_surrounding_blanks_is_still_the_sequencer(sequencer: str) -> None:
+    record = first_record("s3_put.json")
+    record["s3"]["object"]["sequencer"] = sequencer
+    (event,) = parse_sqs_body(json.dumps(notification([record])), message_id="m").events
+    assert event.sequencer == "0065E1F7A93B2C4D12"
+
+
+def test_a_hex_sequencer_of_64_digits_is_accepted() -> None:
+    record = first_record("s3_put.json")
+    record["s3"]["object"]["sequencer"] = "0065e1f7" * 8
+    (event,) = parse_sqs_body(json.dumps(notification([record])), message_id="m").events
+    assert event.sequencer == "0065E1F7" * 8
+
+
+@pytest.mark.parametrize("wrapper", ["notification", "eventbridge"])
+def test_a_hex_sequencer_of_65_digits_is_a_malformed_message(wrapper: str) -> None:
+    # Given a hex sequencer longer than the 64 characters the log stores
+    sequencer = "A" * 65
+    if wrapper == "notification":
+        record = first_record("s3_put.json")
+        record["s3"]["object"]["sequencer"] = sequencer
+        body = json.dumps(notification([record]))
+        where = "Records[0].s3.object.sequencer"
+    else:
+        document = load_event("eventbridge_object_created_put.json")
+        document["detail"]["object"]["sequencer"] = sequencer
+        body = json.dumps(document)
+        where = "detail.object.sequencer"
+    # When it is parsed, Then the message fails alone, saying why
+    with pytest.raises(MalformedMessageError) as failure:
+        parse_sqs_body(body, message_id="m-65")
+    assert failure.value.message_id == "m-65"
+    assert failure.value.reason == f"{where} has 65 hex digits, over the 64 stored"
