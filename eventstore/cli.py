@@ -8,6 +8,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import DBAPIError
+
 from eventstore.core.hashing import Anchor
 from eventstore.core.parsing import envelopes_of_file
 from eventstore.core.timeutil import format_time, parse_option_time
@@ -25,7 +27,13 @@ from eventstore.output import (
 )
 from eventstore.progress import Progress
 from eventstore.store.base import EventQuery
-from eventstore.store.database import create_engine, resolve_url, upgrade_schema
+from eventstore.store.database import (
+    check_sqlite_file,
+    create_engine,
+    ensure_schema,
+    resolve_url,
+    upgrade_schema,
+)
 from eventstore.store.sql import SqlEventStore, open_store
 
 if TYPE_CHECKING:
@@ -170,13 +178,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _store(args: argparse.Namespace) -> SqlEventStore:
-    return open_store(args.db)
+def _store(args: argparse.Namespace, *, create: bool = False) -> SqlEventStore:
+    """The store of --db. Only commands that write pass `create`: a mistyped path given to a
+    query must say so, not create an empty database and report on nothing."""
+    url = resolve_url(args.db)
+    check_sqlite_file(url, create=create)
+    return open_store(url)
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    engine = create_engine(resolve_url(args.db))
+    url = resolve_url(args.db)
+    check_sqlite_file(url, create=True)
+    engine = create_engine(url)
     revision = upgrade_schema(engine)
+    ensure_schema(engine, auto_upgrade_sqlite=False)  # at the head revision, yet damaged?
     print(f"database at revision {revision}")
     return EXIT_OK
 
@@ -192,7 +207,7 @@ def _read_input(name: str) -> str:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     texts = [(name, _read_input(name)) for name in args.files]  # fail before storing anything
-    store = _store(args)
+    store = _store(args, create=True)
     summary = IngestSummary()
     for name, text in texts:
         deliveries = parse_all(envelopes_of_file(text, name=name), summary)
@@ -241,9 +256,9 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_objects(args: argparse.Namespace) -> int:
+    when = parse_option_time(args.as_of, "--as-of") if args.as_of else None
     store = _store(args)
-    if args.as_of:
-        when = parse_option_time(args.as_of, "--as-of")
+    if when is not None:
         entries = store.objects_as_of(
             when, bucket=args.bucket, prefix=args.prefix, include_deleted=args.include_deleted
         )
@@ -284,10 +299,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
-def _runner(args: argparse.Namespace) -> "ProjectionRunner":
+def _runner(args: argparse.Namespace, *, create: bool = False) -> "ProjectionRunner":
     from eventstore.projections.runner import ProjectionRunner
 
-    return ProjectionRunner(_store(args))
+    return ProjectionRunner(_store(args, create=create))
 
 
 def cmd_projections_list(args: argparse.Namespace) -> int:
@@ -317,7 +332,7 @@ def cmd_projections_status(args: argparse.Namespace) -> int:
 
 
 def cmd_projections_catch_up(args: argparse.Namespace) -> int:
-    runner = _runner(args)
+    runner = _runner(args, create=True)
     progress = Progress("catch-up", runner.store.head_position())
     reports = runner.catch_up(progress=progress)
     failed = [r for r in reports if r.error]
@@ -328,7 +343,7 @@ def cmd_projections_catch_up(args: argparse.Namespace) -> int:
 
 
 def cmd_projections_rebuild(args: argparse.Namespace) -> int:
-    runner = _runner(args)
+    runner = _runner(args, create=True)
     if args.all == bool(args.name):
         raise ConfigurationError("name one projection, or give --all")
     names = [p.name for p in runner.projections] if args.all else [args.name]
@@ -384,7 +399,7 @@ def cmd_projections_show(args: argparse.Namespace) -> int:
 
 def replay_from_log(args: argparse.Namespace) -> int:
     """Rebuild projections from the log, optionally from a filtered part of it only."""
-    runner = _runner(args)
+    runner = _runner(args, create=True)
     names = args.projection or [p.name for p in runner.projections]
     query = EventQuery(
         bucket=args.bucket,
@@ -406,7 +421,7 @@ def replay_from_aws(args: argparse.Namespace) -> int:
     return run_replay(
         args.source,
         args.target,
-        store=lambda: _store(args),
+        store=lambda: _store(args, create=True),
         endpoint_url=args.endpoint_url,
         region=args.region,
         since=parse_option_time(args.since, "--since") if args.since else None,
@@ -441,6 +456,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except EventStoreError as error:
         print(f"eventstore: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except DBAPIError as error:
+        # What the checks on opening could not see, e.g. a page of the file damaged.
+        print(f"eventstore: error: database: {error.orig}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
