@@ -1,20 +1,28 @@
 """The `eventstore` command line: thin translation from arguments to library calls."""
 
 import argparse
+import io
+import itertools
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from sqlalchemy.exc import DBAPIError
 
+from eventstore.core.events import Source
 from eventstore.core.hashing import Anchor
-from eventstore.core.parsing import envelopes_of_file
+from eventstore.core.parsing import (
+    Delivery,
+    Envelope,
+    envelopes_of_file,
+    parse_envelope,
+    split_document,
+)
 from eventstore.core.timeutil import format_time, parse_option_time
-from eventstore.errors import ConfigurationError, EventStoreError
-from eventstore.ingest import IngestSummary, append_deliveries, parse_all
+from eventstore.errors import ConfigurationError, EventStoreError, MalformedMessageError
+from eventstore.ingest import IngestSummary, append_deliveries
 from eventstore.output import (
     CATALOG_FIELDS,
     CATALOG_TABLE_FIELDS,
@@ -22,6 +30,7 @@ from eventstore.output import (
     EVENT_TABLE_FIELDS,
     FORMATS,
     catalog_row,
+    escape_controls,
     event_row,
     render,
 )
@@ -40,6 +49,7 @@ if TYPE_CHECKING:
     from eventstore.projections.runner import ProjectionRunner
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,29 +206,173 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _read_input(name: str) -> str:
+# A line, or a file that is one document, is at most this long: a Lambda event (the largest
+# document ingest accepts whole) is under Lambda's 6 MB payload limit; the rest is slack for
+# a document saved pretty-printed. A longer line fails alone, and memory stays bounded.
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+
+
+def _open_input(name: str) -> BinaryIO:
     if name == "-":
-        return sys.stdin.read()
+        buffer = getattr(sys.stdin, "buffer", None)  # absent when stdin was replaced by text
+        return buffer if buffer is not None else io.BytesIO(sys.stdin.read().encode("utf-8"))
     try:
-        return Path(name).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        return open(name, "rb")
+    except OSError as error:
         raise ConfigurationError(f"cannot read {name}: {error}") from None
 
 
+def _numbered_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, bytes) of each non-blank line; None for a line over MAX_DOCUMENT_BYTES,
+    which is skipped without being held."""
+    number = 0
+    while line := stream.readline(MAX_DOCUMENT_BYTES + 1):
+        number += 1
+        if len(line) > MAX_DOCUMENT_BYTES and not line.endswith(b"\n"):
+            while (rest := stream.readline(MAX_DOCUMENT_BYTES)) and not rest.endswith(b"\n"):
+                pass
+            yield number, None
+        elif line.strip():
+            yield number, line
+
+
+def envelopes_of_stream(
+    stream: BinaryIO, *, name: str
+) -> Iterator[Envelope | MalformedMessageError]:
+    """The envelopes of a file of notifications, read line by line: JSON lines are parsed one
+    at a time; a file that is one JSON document (up to MAX_DOCUMENT_BYTES, e.g. a Lambda
+    event over several lines) is read whole, and gets the ids envelopes_of_file gives it. A
+    line that cannot be read (not UTF-8, too long) comes out as its failure."""
+    lines = _numbered_lines(stream)
+    head = list(itertools.islice(lines, 2))
+    if not head:
+        return
+    first = _line_text(*head[0], name=name)
+    if len(head) == 1 or not (isinstance(first, str) and _is_json(first)):
+        # One line, or a first line that is not JSON alone: perhaps one document.
+        whole = _read_whole_document(head, lines)
+        if whole is not None:
+            yield from envelopes_of_file(whole, name=name)
+            return
+    for number, line in itertools.chain(head, lines):
+        text = _line_text(number, line, name=name)
+        if isinstance(text, MalformedMessageError):
+            yield text
+        else:
+            yield from _envelopes_of_line(text, f"{name}:{number}")
+
+
+def _read_whole_document(
+    head: list[tuple[int, bytes | None]], lines: Iterator[tuple[int, bytes | None]]
+) -> str | None:
+    """Read on into `head` up to MAX_DOCUMENT_BYTES; the text if it all is one JSON document
+    (else `head` holds what was read, for reading line by line)."""
+    size = sum(len(line or b"") for _, line in head)
+    for numbered in lines:
+        head.append(numbered)
+        size += len(numbered[1] or b"")
+        if numbered[1] is None or size > MAX_DOCUMENT_BYTES:
+            return None
+    if any(line is None for _, line in head):
+        return None
+    try:
+        text = b"".join(line or b"" for _, line in head).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if _is_json(text) else None
+
+
+def _line_text(number: int, line: bytes | None, *, name: str) -> str | MalformedMessageError:
+    line_id = f"{name}:{number}"
+    if line is None:
+        return MalformedMessageError(
+            f"line {number} is longer than {MAX_DOCUMENT_BYTES} bytes", message_id=line_id
+        )
+    try:
+        return line.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as error:
+        return MalformedMessageError(
+            f"line {number} is not UTF-8 (byte 0x{line[error.start]:02x} at column "
+            f"{error.start + 1})",
+            message_id=line_id,
+        )
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def _envelopes_of_line(text: str, line_id: str) -> Iterator[Envelope]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        # As an SQS body the raw text fails alone, as "not JSON", saying where.
+        yield Envelope(line_id, text, Source.SQS)
+        return
+    if "\\u" in text:
+        # It may spell a lone surrogate, which envelopes_of_file turns into a failure of its
+        # own rather than letting it fail the append of a whole batch.
+        yield from envelopes_of_file(text, name=line_id)
+    else:
+        yield from split_document(document, default_id=line_id)
+
+
+def _deliveries(
+    items: Iterable[Envelope | MalformedMessageError], summary: IngestSummary, progress: Progress
+) -> Iterator[Delivery]:
+    """Parse each envelope as it comes; failures are counted and reported at once, not kept."""
+    for item in items:
+        failure = item if isinstance(item, MalformedMessageError) else None
+        if isinstance(item, Envelope):
+            try:
+                delivery = parse_envelope(item)
+            except MalformedMessageError as error:
+                failure = error
+            else:
+                summary.add_delivery(delivery)
+                progress.advance(delivery.received)
+                yield delivery
+        if failure is not None:
+            summary.failed += 1
+            where = failure.message_id or "?"
+            progress.message(
+                f"eventstore: failed message {escape_controls(f'{where}: {failure.reason}')}"
+            )
+            progress.advance()
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
-    texts = [(name, _read_input(name)) for name in args.files]  # fail before storing anything
-    store = _store(args, create=True)
-    summary = IngestSummary()
-    for name, text in texts:
-        deliveries = parse_all(envelopes_of_file(text, name=name), summary)
-        append_deliveries(store, deliveries, summary, correlation_id=f"cli:{name}")
+    # Every input is opened before anything is stored: a typo fails the run, not half of it.
+    inputs: list[tuple[str, BinaryIO]] = []
+    try:
+        for name in args.files:
+            inputs.append((name, _open_input(name)))
+        store = _store(args, create=True)
+        summary = IngestSummary()
+        for name, stream in inputs:
+            progress = Progress(f"ingest {name}")
+            envelopes = envelopes_of_stream(stream, name=name)
+            deliveries = _deliveries(envelopes, summary, progress)
+            append_deliveries(store, deliveries, summary, correlation_id=f"cli:{name}")
+            if progress.enabled:
+                progress.close()
+    finally:
+        for name, stream in inputs:
+            if name != "-":
+                stream.close()
     from eventstore.projections.runner import ProjectionRunner
 
-    for report in ProjectionRunner(store).catch_up():
+    catching_up = Progress("catch-up")
+    reports = ProjectionRunner(store).catch_up(progress=catching_up)
+    if catching_up.enabled:
+        catching_up.close()
+    for report in reports:
         if report.error:
             print(f"eventstore: projection {report.name} failed: {report.error}", file=sys.stderr)
-    for failure in summary.failures:
-        print(f"eventstore: failed message {failure.message_id}: {failure.reason}", file=sys.stderr)
     print(json.dumps(summary.as_dict()))
     return EXIT_FAILED if summary.failed else EXIT_OK
 
@@ -285,7 +439,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             if result.head_hash:
                 print(f"anchor: {result.head_position}:{result.head_hash}")
         else:
-            print(f"BROKEN at position {result.first_bad_position}: {result.reason}")
+            reason = escape_controls(result.reason or "")
+            print(f"BROKEN at position {result.first_bad_position}: {reason}")
     else:
         report = {
             "ok": result.ok,
@@ -455,14 +610,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except EventStoreError as error:
-        print(f"eventstore: error: {error}", file=sys.stderr)
+        print(f"eventstore: error: {escape_controls(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     except DBAPIError as error:
         # What the checks on opening could not see, e.g. a page of the file damaged.
-        print(f"eventstore: error: database: {error.orig}", file=sys.stderr)
+        print(f"eventstore: error: database: {escape_controls(str(error.orig))}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
+    except KeyboardInterrupt:
+        # Each batch is its own transaction and event ids are unique: a re-run completes.
+        print("eventstore: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -153,11 +153,15 @@ def test_ingest_unreadable_file_is_a_usage_error(run: Run, tmp_path: Path) -> No
 
 
 def test_ingest_a_file_that_is_not_utf8(run: Run, tmp_path: Path) -> None:
+    # Given a one-line file in Latin-1
     path = tmp_path / "latin1.json"
     path.write_bytes(b'{"Records": [], "note": "caf\xe9"}')
-    code, _, err = run("ingest", str(path))
-    assert code == 2
-    assert "cannot read" in err
+    # When it is ingested
+    code, out, err = run("ingest", str(path))
+    # Then its line fails alone, saying why and where
+    assert code == 1
+    assert json.loads(out)["failed"] == 1
+    assert f"failed message {path}:1: line 1 is not UTF-8 (byte 0xe9 at column 29)" in err
 
 
 # -- history ------------------------------------------------------------------------------
