@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sqlalchemy.exc import DBAPIError
 
@@ -46,6 +46,9 @@ from eventstore.store.database import (
 from eventstore.store.sql import SqlEventStore, open_store
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from eventstore.core.objectstate import ObjectState
     from eventstore.projections.runner import ProjectionRunner
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -404,7 +407,7 @@ def cmd_events(args: argparse.Namespace) -> int:
         principal=args.principal,
         limit=args.limit,
     )
-    rows = [event_row(s) for s in _store(args).select_events(query)]
+    rows = _matching_events(_store(args), query)
     render(rows, EVENT_FIELDS, args.format, sys.stdout, table_fields=EVENT_TABLE_FIELDS)
     return EXIT_OK
 
@@ -413,16 +416,100 @@ def cmd_objects(args: argparse.Namespace) -> int:
     when = parse_option_time(args.as_of, "--as-of") if args.as_of else None
     store = _store(args)
     if when is not None:
-        entries = store.objects_as_of(
-            when, bucket=args.bucket, prefix=args.prefix, include_deleted=args.include_deleted
+        rows = _catalog_as_of(
+            store, when, bucket=args.bucket, prefix=args.prefix, deleted=args.include_deleted
         )
     else:
-        entries = store.objects(
-            bucket=args.bucket, prefix=args.prefix, include_deleted=args.include_deleted
-        )
-    rows = [catalog_row(e) for e in entries]
+        rows = _catalog(store, bucket=args.bucket, prefix=args.prefix, deleted=args.include_deleted)
     render(rows, CATALOG_FIELDS, args.format, sys.stdout, table_fields=CATALOG_TABLE_FIELDS)
     return EXIT_OK
+
+
+# Query output of any size is streamed: rows come from one query (one snapshot) a page at a
+# time (yield_per) and are written as they come. The store's query methods return lists, so
+# these run the same queries, with the store's own filters, here; they belong in the store
+# as iterators (SqlEventStore.iter_events / iter_objects / iter_objects_as_of).
+_PAGE_ROWS = 1000
+
+
+def _streamed(store: SqlEventStore, statement: "sa.Select[Any]") -> Iterator["sa.Row[Any]"]:
+    with store.engine.connect() as connection:
+        yield from connection.execution_options(yield_per=_PAGE_ROWS).execute(statement)
+
+
+def _matching_events(store: SqlEventStore, query: EventQuery) -> Iterator[dict[str, Any]]:
+    """event_row() of each event matching `query`, in position order, read as printed."""
+    import sqlalchemy as sa
+
+    from eventstore.store.schema import events
+    from eventstore.store.sql import _event_filters
+
+    # Only the printed columns: the verbatim record is neither shown nor decoded.
+    statement = (
+        sa.select(*(events.c[name] for name in EVENT_FIELDS))
+        .where(*_event_filters(query))
+        .order_by(events.c.position)
+        .limit(query.limit)
+    )
+    for row in _streamed(store, statement):
+        yield row._asdict()
+
+
+def _catalog(
+    store: SqlEventStore, *, bucket: str | None, prefix: str | None, deleted: bool
+) -> Iterator[dict[str, Any]]:
+    """catalog_row() of each object of the catalog now, by bucket and key."""
+    import sqlalchemy as sa
+
+    from eventstore.store.schema import object_catalog as catalog
+    from eventstore.store.sql import _key_filters
+
+    conditions = _key_filters(catalog.c.bucket, catalog.c.key, bucket, prefix)
+    if not deleted:
+        conditions.append(catalog.c.deleted.is_(False))
+    statement = sa.select(catalog).where(*conditions).order_by(catalog.c.bucket, catalog.c.key)
+    for row in _streamed(store, statement):
+        yield row._asdict()
+
+
+def _catalog_as_of(
+    store: SqlEventStore,
+    when: datetime,
+    *,
+    bucket: str | None,
+    prefix: str | None,
+    deleted: bool,
+) -> Iterator[dict[str, Any]]:
+    """The catalog as it stood at `when`: the log up to that event time folded one key at a
+    time (read by key, then position), so only one object's state is held."""
+    import sqlalchemy as sa
+
+    from eventstore.core.objectstate import ObjectState
+    from eventstore.store.schema import events
+    from eventstore.store.sql import _key_filters, _stored_of
+
+    conditions = _key_filters(events.c.bucket, events.c.key, bucket, prefix)
+    conditions.append(events.c.event_time <= when)
+    statement = (
+        sa.select(events)
+        .where(*conditions)
+        .order_by(events.c.bucket, events.c.key, events.c.position)
+    )
+    state: ObjectState | None = None
+    for row in _streamed(store, statement):
+        stored = _stored_of(row)
+        event = stored.event
+        if state is None or (state.bucket, state.key) != (event.bucket, event.key):
+            yield from _entry_row(state, deleted=deleted)
+            state = ObjectState(event.bucket, event.key)
+        state.apply(event, stored.position)
+    yield from _entry_row(state, deleted=deleted)
+
+
+def _entry_row(state: "ObjectState | None", *, deleted: bool) -> Iterator[dict[str, Any]]:
+    entry = state.entry() if state is not None else None
+    if entry is not None and (deleted or not entry.deleted):
+        yield catalog_row(entry)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
