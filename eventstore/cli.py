@@ -634,7 +634,7 @@ def cmd_projections_show(args: argparse.Namespace) -> int:
             raise ConfigurationError(
                 f"projection {args.name} is not built yet: see `projections status`"
             )
-        rows = [dict(r) for r in connection.execute(sa.select(table).limit(args.limit)).mappings()]
+    rows = (row._asdict() for row in _streamed(runner.store, sa.select(table).limit(args.limit)))
     render(rows, [c.name for c in table.columns], args.format, sys.stdout)
     return EXIT_OK
 

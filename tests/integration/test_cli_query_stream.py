@@ -1,5 +1,5 @@
-"""Query output is streamed: `events` and `objects` (now and --as-of) hold a page of rows at a
-time, not the result, whatever its size and format."""
+"""Query output is streamed: `events`, `objects` (now and --as-of) and `projections show` hold
+a page of rows at a time, not the result, whatever its size and format."""
 
 import io
 import json
@@ -51,8 +51,13 @@ def peak_memory(url: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> t
 @pytest.mark.parametrize("fmt", ["jsonl", "json", "csv", "table"])
 @pytest.mark.parametrize(
     "command",
-    [["events"], ["objects"], ["objects", "--as-of", "2030-01-01T00:00:00Z"]],
-    ids=["events", "objects", "objects-as-of"],
+    [
+        ["events"],
+        ["objects"],
+        ["objects", "--as-of", "2030-01-01T00:00:00Z"],
+        ["projections", "show", "object_catalog", "--limit", "1000000"],
+    ],
+    ids=["events", "objects", "objects-as-of", "projections-show"],
 )
 def test_query_memory_does_not_grow_with_the_result(
     databases: dict[int, str], monkeypatch: pytest.MonkeyPatch, command: list[str], fmt: str
