@@ -1,18 +1,28 @@
 """The `eventstore` command line: thin translation from arguments to library calls."""
 
 import argparse
+import io
+import itertools
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, BinaryIO
 
+from sqlalchemy.exc import DBAPIError
+
+from eventstore.core.events import Source
 from eventstore.core.hashing import Anchor
-from eventstore.core.parsing import envelopes_of_file
+from eventstore.core.parsing import (
+    Delivery,
+    Envelope,
+    envelopes_of_file,
+    parse_envelope,
+    split_document,
+)
 from eventstore.core.timeutil import format_time, parse_option_time
-from eventstore.errors import ConfigurationError, EventStoreError
-from eventstore.ingest import IngestSummary, append_deliveries, parse_all
+from eventstore.errors import ConfigurationError, EventStoreError, MalformedMessageError
+from eventstore.ingest import IngestSummary, append_deliveries
 from eventstore.output import (
     CATALOG_FIELDS,
     CATALOG_TABLE_FIELDS,
@@ -20,12 +30,19 @@ from eventstore.output import (
     EVENT_TABLE_FIELDS,
     FORMATS,
     catalog_row,
+    escape_controls,
     event_row,
     render,
 )
 from eventstore.progress import Progress
 from eventstore.store.base import EventQuery
-from eventstore.store.database import create_engine, resolve_url, upgrade_schema
+from eventstore.store.database import (
+    check_sqlite_file,
+    create_engine,
+    ensure_schema,
+    resolve_url,
+    upgrade_schema,
+)
 from eventstore.store.sql import SqlEventStore, open_store
 
 if TYPE_CHECKING:
@@ -36,6 +53,7 @@ if TYPE_CHECKING:
     from eventstore.wiring import EventStore
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,16 +192,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _store(args: argparse.Namespace) -> SqlEventStore:
-    """The log alone, for the commands that need no projection."""
-    return open_store(args.db)
+def _store(args: argparse.Namespace, *, create: bool = False) -> SqlEventStore:
+    """The store of --db. Only commands that write pass `create`: a mistyped path given to a
+    query must say so, not create an empty database and report on nothing."""
+    url = resolve_url(args.db)
+    check_sqlite_file(url, create=create)
+    return open_store(url)
 
 
-def _event_store(args: argparse.Namespace) -> "EventStore":
-    """The log with its projections (eventstore.wiring: the one place they are put together)."""
+def _event_store(args: argparse.Namespace, *, create: bool = False) -> "EventStore":
+    """The log with its projections (eventstore.wiring: the one place they are put together);
+    `create` as for _store."""
     from eventstore.wiring import open_event_store
 
-    return open_event_store(args.db)
+    url = resolve_url(args.db)
+    check_sqlite_file(url, create=create)
+    return open_event_store(url)
 
 
 def _report_catch_up(event_store: "EventStore") -> None:
@@ -208,31 +232,180 @@ def _warn_if_behind(event_store: "EventStore", name: str) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    engine = create_engine(resolve_url(args.db))
+    url = resolve_url(args.db)
+    check_sqlite_file(url, create=True)
+    engine = create_engine(url)
     revision = upgrade_schema(engine)
+    ensure_schema(engine, auto_upgrade_sqlite=False)  # at the head revision, yet damaged?
     print(f"database at revision {revision}")
     return EXIT_OK
 
 
-def _read_input(name: str) -> str:
+# A line, or a file that is one document, is at most this long: a Lambda event (the largest
+# document ingest accepts whole) is under Lambda's 6 MB payload limit; the rest is slack for
+# a document saved pretty-printed. A longer line fails alone, and memory stays bounded.
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+
+
+def _open_input(name: str) -> BinaryIO:
     if name == "-":
-        return sys.stdin.read()
+        buffer = getattr(sys.stdin, "buffer", None)  # absent when stdin was replaced by text
+        return buffer if buffer is not None else io.BytesIO(sys.stdin.read().encode("utf-8"))
     try:
-        return Path(name).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        return open(name, "rb")
+    except OSError as error:
         raise ConfigurationError(f"cannot read {name}: {error}") from None
 
 
+def _numbered_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, bytes) of each non-blank line; None for a line over MAX_DOCUMENT_BYTES,
+    which is skipped without being held."""
+    number = 0
+    while line := stream.readline(MAX_DOCUMENT_BYTES + 1):
+        number += 1
+        if len(line) > MAX_DOCUMENT_BYTES and not line.endswith(b"\n"):
+            while (rest := stream.readline(MAX_DOCUMENT_BYTES)) and not rest.endswith(b"\n"):
+                pass
+            yield number, None
+        elif line.strip():
+            yield number, line
+
+
+def envelopes_of_stream(
+    stream: BinaryIO, *, name: str
+) -> Iterator[Envelope | MalformedMessageError]:
+    """The envelopes of a file of notifications, read line by line: JSON lines are parsed one
+    at a time; a file that is one JSON document (up to MAX_DOCUMENT_BYTES, e.g. a Lambda
+    event over several lines) is read whole, and gets the ids envelopes_of_file gives it. A
+    line that cannot be read (not UTF-8, too long) comes out as its failure."""
+    lines = _numbered_lines(stream)
+    head = list(itertools.islice(lines, 2))
+    if not head:
+        return
+    first = _line_text(*head[0], name=name)
+    if len(head) == 1 or not (isinstance(first, str) and _is_json(first)):
+        # One line, or a first line that is not JSON alone: perhaps one document.
+        whole = _read_whole_document(head, lines)
+        if whole is not None:
+            yield from envelopes_of_file(whole, name=name)
+            return
+    for number, line in itertools.chain(head, lines):
+        text = _line_text(number, line, name=name)
+        if isinstance(text, MalformedMessageError):
+            yield text
+        else:
+            yield from _envelopes_of_line(text, f"{name}:{number}")
+
+
+def _read_whole_document(
+    head: list[tuple[int, bytes | None]], lines: Iterator[tuple[int, bytes | None]]
+) -> str | None:
+    """Read on into `head` up to MAX_DOCUMENT_BYTES; the text if it all is one JSON document
+    (else `head` holds what was read, for reading line by line)."""
+    size = sum(len(line or b"") for _, line in head)
+    for numbered in lines:
+        head.append(numbered)
+        size += len(numbered[1] or b"")
+        if numbered[1] is None or size > MAX_DOCUMENT_BYTES:
+            return None
+    if any(line is None for _, line in head):
+        return None
+    try:
+        text = b"".join(line or b"" for _, line in head).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if _is_json(text) else None
+
+
+def _line_text(number: int, line: bytes | None, *, name: str) -> str | MalformedMessageError:
+    line_id = f"{name}:{number}"
+    if line is None:
+        return MalformedMessageError(
+            f"line {number} is longer than {MAX_DOCUMENT_BYTES} bytes", message_id=line_id
+        )
+    try:
+        return line.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as error:
+        return MalformedMessageError(
+            f"line {number} is not UTF-8 (byte 0x{line[error.start]:02x} at column "
+            f"{error.start + 1})",
+            message_id=line_id,
+        )
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def _envelopes_of_line(text: str, line_id: str) -> Iterator[Envelope]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        # As an SQS body the raw text fails alone, as "not JSON", saying where.
+        yield Envelope(line_id, text, Source.SQS)
+        return
+    if "\\u" in text:
+        # It may spell a lone surrogate, which envelopes_of_file turns into a failure of its
+        # own rather than letting it fail the append of a whole batch.
+        yield from envelopes_of_file(text, name=line_id)
+    else:
+        yield from split_document(document, default_id=line_id)
+
+
+def _deliveries(
+    items: Iterable[Envelope | MalformedMessageError], summary: IngestSummary, progress: Progress
+) -> Iterator[Delivery]:
+    """Parse each envelope as it comes; failures are counted and reported at once, not kept."""
+    for item in items:
+        failure = item if isinstance(item, MalformedMessageError) else None
+        if isinstance(item, Envelope):
+            try:
+                delivery = parse_envelope(item)
+            except MalformedMessageError as error:
+                failure = error
+            else:
+                summary.add_delivery(delivery)
+                progress.advance(delivery.received)
+                yield delivery
+        if failure is not None:
+            summary.failed += 1
+            where = failure.message_id or "?"
+            progress.message(
+                f"eventstore: failed message {escape_controls(f'{where}: {failure.reason}')}"
+            )
+            progress.advance()
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
-    texts = [(name, _read_input(name)) for name in args.files]  # fail before storing anything
-    event_store = _event_store(args)
-    summary = IngestSummary()
-    for name, text in texts:
-        deliveries = parse_all(envelopes_of_file(text, name=name), summary)
-        append_deliveries(event_store.log, deliveries, summary, correlation_id=f"cli:{name}")
-    _report_catch_up(event_store)
-    for failure in summary.failures:
-        print(f"eventstore: failed message {failure.message_id}: {failure.reason}", file=sys.stderr)
+    # Every input is opened before anything is stored: a typo fails the run, not half of it.
+    inputs: list[tuple[str, BinaryIO]] = []
+    try:
+        for name in args.files:
+            inputs.append((name, _open_input(name)))
+        event_store = _event_store(args, create=True)
+        summary = IngestSummary()
+        for name, stream in inputs:
+            progress = Progress(f"ingest {name}")
+            envelopes = envelopes_of_stream(stream, name=name)
+            deliveries = _deliveries(envelopes, summary, progress)
+            append_deliveries(event_store.log, deliveries, summary, correlation_id=f"cli:{name}")
+            if progress.enabled:
+                progress.close()
+    finally:
+        for name, stream in inputs:
+            if name != "-":
+                stream.close()
+    catching_up = Progress("catch-up")  # read-your-writes: the projections, before returning
+    reports = event_store.runner.catch_up(progress=catching_up)
+    if catching_up.enabled:
+        catching_up.close()
+    for report in reports:
+        if report.error:
+            print(f"eventstore: projection {report.name} failed: {report.error}", file=sys.stderr)
     print(json.dumps(summary.as_dict()))
     return EXIT_FAILED if summary.failed else EXIT_OK
 
@@ -264,7 +437,7 @@ def cmd_events(args: argparse.Namespace) -> int:
         principal=args.principal,
         limit=args.limit,
     )
-    rows = [event_row(s) for s in _store(args).select_events(query)]
+    rows = (event_row(s) for s in _store(args).iter_events(query))
     render(rows, EVENT_FIELDS, args.format, sys.stdout, table_fields=EVENT_TABLE_FIELDS)
     return EXIT_OK
 
@@ -275,17 +448,15 @@ def cmd_objects(args: argparse.Namespace) -> int:
     event_store = _event_store(args)
     if args.as_of:  # folded from the log itself: never behind
         when = parse_option_time(args.as_of, "--as-of")
-        entries = iter(
-            event_store.objects_as_of(
-                when, bucket=args.bucket, prefix=args.prefix, include_deleted=args.include_deleted
-            )
+        entries = event_store.objects_as_of(
+            when, bucket=args.bucket, prefix=args.prefix, include_deleted=args.include_deleted
         )
     else:
         _warn_if_behind(event_store, CATALOG)
         entries = event_store.objects(
             bucket=args.bucket, prefix=args.prefix, include_deleted=args.include_deleted
         )
-    rows = [catalog_row(e) for e in entries]
+    rows = (catalog_row(e) for e in entries)
     render(rows, CATALOG_FIELDS, args.format, sys.stdout, table_fields=CATALOG_TABLE_FIELDS)
     return EXIT_OK
 
@@ -304,7 +475,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             if result.head_hash:
                 print(f"anchor: {result.head_position}:{result.head_hash}")
         else:
-            print(f"BROKEN at position {result.first_bad_position}: {result.reason}")
+            reason = escape_controls(result.reason or "")
+            print(f"BROKEN at position {result.first_bad_position}: {reason}")
     else:
         report = {
             "ok": result.ok,
@@ -318,8 +490,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
-def _runner(args: argparse.Namespace) -> "ProjectionRunner":
-    return _event_store(args).runner
+def _runner(args: argparse.Namespace, *, create: bool = False) -> "ProjectionRunner":
+    return _event_store(args, create=create).runner
 
 
 def cmd_projections_list(args: argparse.Namespace) -> int:
@@ -349,7 +521,7 @@ def cmd_projections_status(args: argparse.Namespace) -> int:
 
 
 def cmd_projections_catch_up(args: argparse.Namespace) -> int:
-    runner = _runner(args)
+    runner = _runner(args, create=True)
     progress = Progress("catch-up", runner.store.head_position())
     reports = runner.catch_up(progress=progress)
     failed = [r for r in reports if r.error]
@@ -360,7 +532,7 @@ def cmd_projections_catch_up(args: argparse.Namespace) -> int:
 
 
 def cmd_projections_rebuild(args: argparse.Namespace) -> int:
-    runner = _runner(args)
+    runner = _runner(args, create=True)
     if args.all == bool(args.name):
         raise ConfigurationError("name one projection, or give --all")
     names = [p.name for p in runner.projections] if args.all else [args.name]
@@ -398,6 +570,12 @@ def _json_safe(row: dict[str, object]) -> dict[str, object]:
     return {k: (format_time(v) if isinstance(v, datetime) else v) for k, v in row.items()}
 
 
+def _streamed(store: SqlEventStore, statement: "sa.Select[Any]") -> Iterator["sa.Row[Any]"]:
+    """The rows of one query (one snapshot), fetched a page at a time as they are written."""
+    with store.engine.connect() as connection:
+        yield from connection.execution_options(yield_per=1000).execute(statement)
+
+
 def cmd_projections_show(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
@@ -410,7 +588,7 @@ def cmd_projections_show(args: argparse.Namespace) -> int:
             raise ConfigurationError(
                 f"projection {args.name} is not built yet: see `projections status`"
             )
-        rows = [dict(r) for r in connection.execute(sa.select(table).limit(args.limit)).mappings()]
+    rows = (row._asdict() for row in _streamed(runner.store, sa.select(table).limit(args.limit)))
     render(rows, [c.name for c in table.columns], args.format, sys.stdout)
     return EXIT_OK
 
@@ -429,7 +607,7 @@ def _projection_table(runner: "ProjectionRunner", name: str) -> tuple["Projectio
 
 def replay_from_log(args: argparse.Namespace) -> int:
     """Rebuild projections from the log, optionally from a filtered part of it only."""
-    runner = _runner(args)
+    runner = _runner(args, create=True)
     names = args.projection or [p.name for p in runner.projections]
     query = EventQuery(
         bucket=args.bucket,
@@ -451,7 +629,7 @@ def replay_from_aws(args: argparse.Namespace) -> int:
     return run_replay(
         args.source,
         args.target,
-        event_store=lambda: _event_store(args),
+        event_store=lambda: _event_store(args, create=True),
         endpoint_url=args.endpoint_url,
         region=args.region,
         since=parse_option_time(args.since, "--since") if args.since else None,
@@ -485,10 +663,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except EventStoreError as error:
-        print(f"eventstore: error: {error}", file=sys.stderr)
+        print(f"eventstore: error: {escape_controls(str(error))}", file=sys.stderr)
+        return EXIT_USAGE
+    except DBAPIError as error:
+        # What the checks on opening could not see, e.g. a page of the file damaged.
+        print(f"eventstore: error: database: {escape_controls(str(error.orig))}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
+    except KeyboardInterrupt:
+        # Each batch is its own transaction and event ids are unique: a re-run completes.
+        print("eventstore: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -1,8 +1,14 @@
-"""Rendering query results: a readable table for people, JSON / JSON lines / CSV for machines."""
+"""Rendering query results: a readable table for people, JSON / JSON lines / CSV for machines.
+
+Rows are written as they come, so a query of any size is printed in bounded memory. Keys and
+most other values come from whoever could write to the bucket: the table escapes control
+characters (a key must not drive the terminal) and CSV cells are guarded against formulas.
+"""
 
 import csv
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -72,19 +78,16 @@ def _plain(value: Any) -> Any:
 
 
 def render(
-    rows: Sequence[dict[str, Any]],
+    rows: Iterable[dict[str, Any]],
     fields: Sequence[str],
     fmt: str,
     out: TextIO,
     *,
     table_fields: Sequence[str] | None = None,
 ) -> None:
-    """Write `rows` to `out` in format `fmt` (table, json, jsonl, csv)."""
+    """Write `rows` to `out` in format `fmt` (table, json, jsonl, csv), one row at a time."""
     if fmt == "json":
-        json.dump(
-            [{f: _plain(r[f]) for f in fields} for r in rows], out, ensure_ascii=False, indent=2
-        )
-        out.write("\n")
+        _json_array(rows, fields, out)
     elif fmt == "jsonl":
         for r in rows:
             out.write(json.dumps({f: _plain(r[f]) for f in fields}, ensure_ascii=False) + "\n")
@@ -92,11 +95,62 @@ def render(
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(fields)
         for r in rows:
-            writer.writerow(["" if r[f] is None else _plain(r[f]) for f in fields])
+            writer.writerow([csv_cell(r[f]) for f in fields])
     elif fmt == "table":
         _table(rows, table_fields or fields, out)
     else:
         raise ConfigurationError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+
+
+def _json_array(rows: Iterable[dict[str, Any]], fields: Sequence[str], out: TextIO) -> None:
+    # The same text json.dump(list, indent=2) writes, one element at a time.
+    count = 0
+    for r in rows:
+        element = json.dumps({f: _plain(r[f]) for f in fields}, ensure_ascii=False, indent=2)
+        out.write(("[\n" if count == 0 else ",\n") + _indented(element))
+        count += 1
+    out.write("\n]\n" if count else "[]\n")
+
+
+def _indented(text: str) -> str:
+    # Safe line by line: JSON text has no raw newline inside a string.
+    return "\n".join("  " + line for line in text.split("\n"))
+
+
+# What may not reach a terminal raw: C0 controls (ESC, CR, LF, TAB...), DEL and C1 controls
+# (0x9b is a one-byte CSI on some terminals), the bidirectional overrides and isolates that
+# reorder what a line shows (Trojan Source), and the Unicode line and paragraph separators.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_match(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every character that could move the cursor, recolour, retitle or reorder a
+    terminal shown as an escape (`\\x1b`, `\\n`, `\\u202e`)."""
+    return _UNSAFE.sub(_escape_match, text)
+
+
+# OWASP's CSV injection guidance: a cell starting with one of these is read as a formula by
+# spreadsheets (TAB and CR because some strip them first); a leading quote makes it text.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell: empty for None, text that cannot start a formula."""
+    if value is None:
+        return ""
+    value = _plain(value)
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _cell(value: Any) -> str:
@@ -104,14 +158,42 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return str(_plain(value))
+    return escape_controls(str(_plain(value)))
 
 
-def _table(rows: Sequence[dict[str, Any]], fields: Sequence[str], out: TextIO) -> None:
-    cells = [[_cell(r[f]) for f in fields] for r in rows]
-    widths = [max([len(f)] + [len(row[i]) for row in cells]) for i, f in enumerate(fields)]
-    out.write("  ".join(f.ljust(w) for f, w in zip(fields, widths, strict=True)).rstrip() + "\n")
-    out.write("  ".join("-" * w for w in widths) + "\n")
-    for row in cells:
-        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
-    out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
+TABLE_PAGE = 1000  # rows measured at a time; the columns are as wide as the widest so far
+
+
+def _table(rows: Iterable[dict[str, Any]], fields: Sequence[str], out: TextIO) -> None:
+    """Aligned columns, printed a page at a time: the header is printed again only when a
+    page needs wider columns than the pages before it."""
+    widths = [len(f) for f in fields]
+    printed: list[int] | None = None
+    count = 0
+    page: list[list[str]] = []
+    iterator = iter(rows)
+    while True:
+        page.clear()
+        for r in iterator:
+            page.append([_cell(r[f]) for f in fields])
+            if len(page) == TABLE_PAGE:
+                break
+        if not page and printed is not None:
+            break
+        widths = [max([w] + [len(row[i]) for row in page]) for i, w in enumerate(widths)]
+        if widths != printed:
+            if printed is not None:
+                out.write("\n")
+            out.write(_line(fields, widths))
+            out.write("  ".join("-" * w for w in widths) + "\n")
+            printed = widths
+        for row in page:
+            out.write(_line(row, widths))
+        count += len(page)
+        if len(page) < TABLE_PAGE:
+            break
+    out.write(f"({count} row{'s' if count != 1 else ''})\n")
+
+
+def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip() + "\n"

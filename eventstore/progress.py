@@ -26,6 +26,11 @@ class Progress:
         self._drawn_at = 0.0
 
     @property
+    def enabled(self) -> bool:
+        """Whether the bar is drawn (by default: the stream is a terminal)."""
+        return self._enabled
+
+    @property
     def elapsed(self) -> float:
         return time.monotonic() - self._started
 
@@ -49,6 +54,14 @@ class Progress:
         else:
             text = f"{self.label} {self.done} {self.rate:,.0f}/s"
         self._stream.write("\r" + text)
+        self._stream.flush()
+
+    def message(self, line: str) -> None:
+        """Write a line of its own without leaving it glued to the bar (drawn again next)."""
+        if self._enabled:
+            self._stream.write("\r\x1b[K")
+            self._drawn_at = 0.0
+        self._stream.write(line + "\n")
         self._stream.flush()
 
     def close(self, summary: str = "") -> str:

@@ -54,7 +54,7 @@ class EventStore:
         bucket: str | None = None,
         prefix: str | None = None,
         include_deleted: bool = False,
-    ) -> list[CatalogEntry]:
+    ) -> Iterator[CatalogEntry]:
         """The object catalog at a past time, folded from the log itself (never behind)."""
         return self.log.objects_as_of(
             when, bucket=bucket, prefix=prefix, include_deleted=include_deleted

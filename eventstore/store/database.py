@@ -6,17 +6,19 @@ for Lambda (one connection per container, checked before use).
 """
 
 import os
+import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
 from eventstore.errors import ConfigurationError, SchemaNotReadyError
-from eventstore.store.schema import SCHEMA_REVISION
+from eventstore.store.schema import SCHEMA_REVISION, metadata
 
 ENV_URL = "EVENTSTORE_DB_URL"
 DEFAULT_FILE = "eventstore.db"
@@ -24,6 +26,7 @@ WRITE = "eventstore_write"  # execution option: this connection's transactions w
 APPEND_LOCK_ID = 0x5E7E_0001  # the advisory lock that serialises appends on PostgreSQL
 # A pooled PostgreSQL connection idle this long (seconds) is pinged before use.
 IDLE_PING_DEFAULT = "10"
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -164,36 +167,140 @@ def current_revision(connection: Connection) -> str | None:
     return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names; None for other databases, memory and `file:` URIs."""
+    parsed = parse_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def check_sqlite_file(url: str, *, create: bool) -> None:
+    """Refuse, in one line, a SQLite file no command should open: a missing one when the
+    command only reads (opening it would create an empty database and report on nothing),
+    a folder, a file that is not SQLite, another application's database.
+
+    Looked at before an engine connects: connecting switches the file to WAL mode, which is
+    a write to whatever file the URL names."""
+    path = sqlite_file(url)
+    if path is None:
+        return
+    if not path.exists():
+        if create or not path.resolve().parent.is_dir():
+            return  # (the engine names the missing folder)
+        raise ConfigurationError(
+            f"no database at {path}: check the path (only ingest, replay, db upgrade and demo "
+            "create one)"
+        )
+    if path.is_dir():
+        raise ConfigurationError(f"{path} is a folder, not a SQLite database file")
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(SQLITE_HEADER))
+    except OSError as error:
+        raise ConfigurationError(f"cannot read the database {path}: {error.strerror}") from None
+    if not header:
+        if create:
+            return
+        raise ConfigurationError(f"{path} is empty, not an eventstore database yet")
+    if header != SQLITE_HEADER:
+        raise ConfigurationError(f"{path} is not a SQLite database")
+    tables = _sqlite_tables(path)
+    if tables and "alembic_version" not in tables and "events" not in tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise ConfigurationError(
+            f"{path} is not an eventstore database (it holds other tables: {shown})"
+        )
+
+
+def _sqlite_tables(path: Path) -> set[str]:
+    # Read-only, and without the engine's connect hook (which would switch on WAL mode).
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return set()  # cannot even open it read-only: let the engine report why
+    try:
+        rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {str(name) for (name,) in rows}
+    except sqlite3.OperationalError:
+        return set()  # locked, say: not a verdict on the file; the engine will try
+    except sqlite3.DatabaseError as error:
+        raise ConfigurationError(f"{path} is a damaged SQLite database: {error}") from None
+    finally:
+        connection.close()
+
+
 def upgrade_schema(engine: Engine) -> str:
     """Apply every migration (Alembic); return the revision the database is now at."""
     from alembic import command  # imported here: the hot ingest path never needs Alembic
     from alembic.config import Config
+    from alembic.util import CommandError
 
     import migrations
 
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
-    with engine.connect() as plain:
-        # On SQLite the migration takes the write lock at BEGIN, like every writer here.
-        connection = (
-            plain.execution_options(**{WRITE: True}) if engine.dialect.name == "sqlite" else plain
-        )
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-        connection.commit()
-        return current_revision(connection) or ""
+    try:
+        with engine.connect() as plain:
+            # On SQLite the migration takes the write lock at BEGIN, like every writer here.
+            connection = (
+                plain.execution_options(**{WRITE: True})
+                if engine.dialect.name == "sqlite"
+                else plain
+            )
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            connection.commit()
+            return current_revision(connection) or ""
+    except CommandError as error:  # e.g. a revision newer than this code's migrations
+        raise ConfigurationError(f"cannot upgrade the database: {error}") from None
+    except DBAPIError as error:  # a damaged or foreign database the migrations trip over
+        raise ConfigurationError(f"cannot upgrade the database: {error.orig}") from None
 
 
 def ensure_schema(engine: Engine, *, auto_upgrade_sqlite: bool = True) -> None:
     """Check the schema is current. An empty or older SQLite file is upgraded on the spot;
-    any other database must be upgraded by `eventstore db upgrade`."""
+    any other database must be upgraded by `eventstore db upgrade`. A database that is
+    damaged, another application's, or newer than this code is refused with one line."""
     try:
         with engine.connect() as connection:
-            revision = current_revision(connection)
+            tables = set(sa.inspect(connection).get_table_names())
+            revisions: Sequence[str] = []
+            if "alembic_version" in tables:
+                query = sa.text("SELECT version_num FROM alembic_version")
+                revisions = connection.execute(query).scalars().all()
     except OperationalError as error:
         raise ConfigurationError(f"cannot open the database: {error.orig}") from None
+    except DBAPIError as error:  # "file is not a database", a damaged alembic_version...
+        raise ConfigurationError(f"not a usable eventstore database: {error.orig}") from None
+    if "alembic_version" in tables and len(revisions) != 1:
+        raise ConfigurationError(
+            f"the database is damaged: alembic_version holds {len(revisions)} revisions, not one"
+        )
+    revision = revisions[0] if revisions else None
     if revision == SCHEMA_REVISION:
+        missing = sorted(set(metadata.tables) - tables)
+        if missing:
+            raise ConfigurationError(
+                f"the database is damaged: table {', '.join(missing)} missing "
+                f"(at revision {revision})"
+            )
         return
+    if revision is not None and not _known_revision(revision):
+        raise ConfigurationError(
+            f"the database is at revision {revision!r}, which this code does not know: it was "
+            f"made by a newer eventstore (this one needs {SCHEMA_REVISION}), or its "
+            "alembic_version is damaged"
+        )
+    if revision is None and tables and engine.dialect.name == "sqlite":
+        # (A PostgreSQL database may well be shared: there `db upgrade` adds our tables.)
+        raise ConfigurationError(
+            "the database has tables but no schema revision (alembic_version): it is "
+            "another application's, or damaged"
+        )
     if engine.dialect.name == "sqlite" and auto_upgrade_sqlite:
         upgrade_schema(engine)
         return
@@ -201,3 +308,13 @@ def ensure_schema(engine: Engine, *, auto_upgrade_sqlite: bool = True) -> None:
     raise SchemaNotReadyError(
         f"the database has {found}, this code needs {SCHEMA_REVISION}: run `eventstore db upgrade`"
     )
+
+
+def _known_revision(revision: str) -> bool:
+    """Whether the migrations shipped with this code include `revision`."""
+    from alembic.script import ScriptDirectory  # only when the schema is not current
+
+    import migrations
+
+    scripts = ScriptDirectory(str(Path(migrations.__file__).parent))
+    return any(script.revision == revision for script in scripts.walk_revisions())

@@ -239,27 +239,25 @@ class SqlEventStore:
         bucket: str | None = None,
         prefix: str | None = None,
         include_deleted: bool = False,
-    ) -> list[CatalogEntry]:
-        """The object catalog as it stood at `when`: the log folded up to that event time."""
+    ) -> Iterator[CatalogEntry]:
+        """The object catalog as it stood at `when`, in (bucket, key) order: the log up to
+        that event time, folded one key at a time (read by key, then position), so only one
+        object's state is held whatever the size of the log."""
         conditions = _key_filters(events.c.bucket, events.c.key, bucket, prefix)
         conditions.append(events.c.event_time <= when)
-        states: dict[tuple[str, str], ObjectState] = {}
+        statement = _SELECT_COLUMNS.where(*conditions).order_by(
+            events.c.bucket, events.c.key, events.c.position
+        )
+        state: ObjectState | None = None
         with self.engine.connect() as connection:
-            rows = connection.execution_options(yield_per=_PAGE).execute(
-                _SELECT_COLUMNS.where(*conditions).order_by(events.c.position)
-            )
-            for row in rows:
+            for row in connection.execution_options(yield_per=_PAGE).execute(statement):
                 stored = StoredEvent.of_values(row)
                 event = stored.event
-                state = states.setdefault(
-                    (event.bucket, event.key), ObjectState(event.bucket, event.key)
-                )
+                if state is None or (state.bucket, state.key) != (event.bucket, event.key):
+                    yield from _entry_of(state, include_deleted)
+                    state = ObjectState(event.bucket, event.key)
                 state.apply(event, stored.position)
-        entries = [e for e in (s.entry() for s in states.values()) if e is not None]
-        return sorted(
-            (e for e in entries if include_deleted or not e.deleted),
-            key=lambda e: (e.bucket, e.key),
-        )
+        yield from _entry_of(state, include_deleted)
 
     def known_versions(
         self, bucket: str, keys: Collection[str]
@@ -329,6 +327,12 @@ def open_store(url: str | None = None, *, auto_upgrade_sqlite: bool = True) -> S
     engine = create_engine(resolve_url(url))
     ensure_schema(engine, auto_upgrade_sqlite=auto_upgrade_sqlite)
     return SqlEventStore(engine)
+
+
+def _entry_of(state: ObjectState | None, include_deleted: bool) -> Iterator[CatalogEntry]:
+    entry = state.entry() if state is not None else None
+    if entry is not None and (include_deleted or not entry.deleted):
+        yield entry
 
 
 def _read_page_sql(dialect: Dialect) -> tuple[str, Any]:

@@ -148,16 +148,20 @@ def test_ingest_unreadable_file_is_a_usage_error(run: Run, tmp_path: Path) -> No
     assert out == ""
     assert "cannot read" in err
     assert "missing.json" in err
-    # and nothing was stored from the readable file either
-    assert run.json("events") == []
+    # and nothing was stored from the readable file either: not even a database was made
+    assert not (tmp_path / "cli.db").exists()
 
 
 def test_ingest_a_file_that_is_not_utf8(run: Run, tmp_path: Path) -> None:
+    # Given a one-line file in Latin-1
     path = tmp_path / "latin1.json"
     path.write_bytes(b'{"Records": [], "note": "caf\xe9"}')
-    code, _, err = run("ingest", str(path))
-    assert code == 2
-    assert "cannot read" in err
+    # When it is ingested
+    code, out, err = run("ingest", str(path))
+    # Then its line fails alone, saying why and where
+    assert code == 1
+    assert json.loads(out)["failed"] == 1
+    assert f"failed message {path}:1: line 1 is not UTF-8 (byte 0xe9 at column 29)" in err
 
 
 # -- history ------------------------------------------------------------------------------
@@ -417,7 +421,10 @@ def test_verify_an_intact_log(timed: Run) -> None:
 
 
 def test_verify_an_empty_log(run: Run) -> None:
-    assert run("verify")[0] == 0
+    assert run("db", "upgrade")[0] == 0
+    code, out, _ = run("verify")
+    assert code == 0
+    assert out.startswith("ok: hash chain intact over 0 events")
 
 
 def test_db_upgrade(run: Run) -> None:
