@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from consumers import runtime
-from eventstore.core.parsing import Delivery, parse_sqs_body
+from eventstore.core.parsing import Delivery, parse_sqs_record, sqs_records
 from eventstore.errors import MalformedEventError, MalformedMessageError
 from eventstore.ingest import IngestSummary, append_deliveries
 
@@ -30,7 +30,7 @@ metrics = Metrics(namespace=runtime.metrics_namespace(), service=runtime.service
 
 def _parse(record: SQSRecord) -> Delivery:
     try:
-        return parse_sqs_body(record.body, message_id=record.message_id)
+        return parse_sqs_record(record.raw_event)
     except MalformedMessageError as error:
         logger.error(
             "message rejected",
@@ -67,24 +67,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 def _sqs_records(event: Any) -> list[dict[str, Any]]:
-    """The batch's records, or a clear error when the event is no SQS batch: a record with
-    no `messageId` cannot be named in `batchItemFailures`, so the invocation fails whole."""
-    records = event.get("Records") if isinstance(event, dict) else None
-    if records is None:
-        return []
-    if not isinstance(records, list):
-        raise _rejected_event(f"'Records' is a {type(records).__name__}, not a list")
-    for index, record in enumerate(records):
-        if not isinstance(record, dict) or not isinstance(record.get("messageId"), str):
-            raise _rejected_event(f"record {index} has no messageId")
-        if not isinstance(record.get("body"), str):
-            raise _rejected_event(f"message {record['messageId']} has no body")
-    return records
-
-
-def _rejected_event(reason: str) -> MalformedEventError:
-    logger.error("invocation event rejected", extra={"reason": reason})
-    return MalformedEventError(f"not an SQS batch event: {reason}")
+    """The batch's records; an event that is no SQS batch fails the invocation whole (a
+    record with no messageId cannot be named in batchItemFailures)."""
+    try:
+        return sqs_records(event)
+    except MalformedMessageError as error:
+        logger.error("invocation event rejected", extra={"reason": error.reason})
+        raise MalformedEventError(f"not an SQS batch event: {error.reason}") from error
 
 
 def _catch_up(event_store: "EventStore", context: LambdaContext, head: int | None) -> None:

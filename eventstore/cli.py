@@ -445,9 +445,9 @@ def cmd_events(args: argparse.Namespace) -> int:
 def cmd_objects(args: argparse.Namespace) -> int:
     from eventstore.wiring import CATALOG
 
+    when = parse_option_time(args.as_of, "--as-of") if args.as_of else None
     event_store = _event_store(args)
-    if args.as_of:  # folded from the log itself: never behind
-        when = parse_option_time(args.as_of, "--as-of")
+    if when is not None:  # folded from the log itself: never behind
         entries = event_store.objects_as_of(
             when, bucket=args.bucket, prefix=args.prefix, include_deleted=args.include_deleted
         )
@@ -572,8 +572,10 @@ def _json_safe(row: dict[str, object]) -> dict[str, object]:
 
 def _streamed(store: SqlEventStore, statement: "sa.Select[Any]") -> Iterator["sa.Row[Any]"]:
     """The rows of one query (one snapshot), fetched a page at a time as they are written."""
+    from eventstore.store import base
+
     with store.engine.connect() as connection:
-        yield from connection.execution_options(yield_per=1000).execute(statement)
+        yield from connection.execution_options(yield_per=base.PAGE_ROWS).execute(statement)
 
 
 def cmd_projections_show(args: argparse.Namespace) -> int:

@@ -11,7 +11,10 @@ from typing import Any
 
 from eventstore.core.events import NewEvent, Source
 from eventstore.core.identity import derive_event_id
+from eventstore.core.objectstate import CatalogEntry
 from eventstore.core.parsing import Delivery, envelopes_of_file, parse_envelope
+from eventstore.store.sql import SqlEventStore
+from eventstore.wiring import event_store_on
 from tests.conftest import event_text, load_event
 from tests.notification_factory import T0
 
@@ -145,3 +148,17 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 300_000
+
+
+def caught_up_objects(
+    log: SqlEventStore,
+    *,
+    bucket: str | None = None,
+    prefix: str | None = None,
+    include_deleted: bool = False,
+) -> list[CatalogEntry]:
+    """The object catalog once the registered projections caught up with `log`, as a person
+    sees it after `eventstore ingest` or `replay`."""
+    event_store = event_store_on(log)
+    event_store.catch_up()
+    return list(event_store.objects(bucket=bucket, prefix=prefix, include_deleted=include_deleted))

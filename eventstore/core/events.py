@@ -114,7 +114,7 @@ class StoredEvent:
         ) = values  # fmt: skip
         event = NewEvent(
             event_id, event_name, event_time, bucket, key, version_id, sequencer, size, etag,
-            principal_id, source_ip, request_id, region, _SOURCES[source],
+            principal_id, source_ip, request_id, region, _SOURCES.get(source) or Source(source),
             LazyRecord(record_json), causation_id, correlation_id,
         )  # fmt: skip
         return cls(position, event, record_json, recorded_at, digest)

@@ -24,6 +24,7 @@ from eventstore.core.events import Effect, StoredEvent, effect_of
 from eventstore.core.objectstate import CatalogEntry, ObjectState, VersionState
 from eventstore.core.ordering import OrderKey
 from eventstore.projections.base import Fold, Projection, ProjectionContext
+from eventstore.store import base as store_base
 from eventstore.store.base import prefix_upper_bound
 from eventstore.store.bulk import write_rows
 from eventstore.store.schema import object_catalog, object_versions, projection_metadata
@@ -342,7 +343,7 @@ def catalog_entries(
         conditions.append(table.c.deleted.is_(False))
     statement = sa.select(table).where(*conditions).order_by(table.c.bucket, table.c.key)
     with engine.connect() as connection:
-        for r in connection.execution_options(yield_per=1000).execute(statement):
+        for r in connection.execution_options(yield_per=store_base.PAGE_ROWS).execute(statement):
             yield CatalogEntry(
                 bucket=r.bucket,
                 key=r.key,

@@ -11,6 +11,9 @@ from eventstore.core.hashing import VerifyResult
 from eventstore.core.objectstate import CatalogEntry
 from eventstore.core.timeutil import format_time, parse_time
 
+# Rows a query fetches at a time: output of any size streams with bounded memory.
+PAGE_ROWS = 1000
+
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:

@@ -56,6 +56,7 @@ from eventstore.core.hashing import (
 from eventstore.core.objectstate import CatalogEntry, ObjectState
 from eventstore.core.ordering import sort_events_of_one_key
 from eventstore.errors import StorageError
+from eventstore.store import base
 from eventstore.store.base import AppendResult, EventQuery, prefix_upper_bound
 from eventstore.store.bulk import insert_rows
 from eventstore.store.database import (
@@ -69,7 +70,6 @@ from eventstore.store.schema import UTCDateTime, events
 
 logger = logging.getLogger(__name__)
 
-_PAGE = 1000
 _TIME = UTCDateTime()
 _ID_CHUNK = 500
 _RETRIES = 3  # an id stored by another writer between our check and our insert
@@ -195,7 +195,7 @@ class SqlEventStore:
         sql, to_time = _read_page_sql(connection.dialect)
         remaining = limit
         while remaining is None or remaining > 0:
-            page = _PAGE if remaining is None else min(_PAGE, remaining)
+            page = base.PAGE_ROWS if remaining is None else min(base.PAGE_ROWS, remaining)
             rows = connection.exec_driver_sql(sql, (after, page)).all()
             for row in rows:
                 values = list(row)
@@ -228,7 +228,7 @@ class SqlEventStore:
         if query.limit is not None:
             statement = statement.limit(query.limit)
         with self.engine.connect() as connection:
-            rows = connection.execution_options(yield_per=_PAGE).execute(statement)
+            rows = connection.execution_options(yield_per=base.PAGE_ROWS).execute(statement)
             for row in rows:
                 yield StoredEvent.of_values(row)
 
@@ -250,7 +250,7 @@ class SqlEventStore:
         )
         state: ObjectState | None = None
         with self.engine.connect() as connection:
-            for row in connection.execution_options(yield_per=_PAGE).execute(statement):
+            for row in connection.execution_options(yield_per=base.PAGE_ROWS).execute(statement):
                 stored = StoredEvent.of_values(row)
                 event = stored.event
                 if state is None or (state.bucket, state.key) != (event.bucket, event.key):
@@ -296,7 +296,7 @@ class SqlEventStore:
                 sa.type_coerce(c, sa.Text()).label(c.name) if isinstance(c.type, UTCDateTime) else c
                 for c in events.c
             ]
-            rows = connection.execution_options(yield_per=_PAGE).execute(
+            rows = connection.execution_options(yield_per=base.PAGE_ROWS).execute(
                 sa.select(*columns).order_by(events.c.position)
             )
             return verify_chain(_checked_rows(rows, connection.dialect), anchor=anchor)

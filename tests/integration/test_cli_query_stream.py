@@ -8,6 +8,7 @@ import tracemalloc
 import pytest
 
 from eventstore import cli, output
+from eventstore.store import base as store_base
 from tests.notification_factory import notification, put_records
 
 SMALL, LARGE = 500, 2500
@@ -63,7 +64,7 @@ def test_query_memory_does_not_grow_with_the_result(
     databases: dict[int, str], monkeypatch: pytest.MonkeyPatch, command: list[str], fmt: str
 ) -> None:
     # Given pages of 50 rows, and logs of 500 and 2500 events
-    monkeypatch.setattr(cli, "_PAGE_ROWS", PAGE)
+    monkeypatch.setattr(store_base, "PAGE_ROWS", PAGE)
     monkeypatch.setattr(output, "TABLE_PAGE", PAGE)
     args = [*command, "--format", fmt]
     peak_memory(databases[SMALL], args, monkeypatch)  # caches (statements, imports) warm

@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from eventstore.core.events import NewEvent, StoredEvent
-from eventstore.projections.base import Projection, ProjectionContext
 from eventstore.core.objectstate import CatalogEntry
+from eventstore.projections.base import Projection, ProjectionContext
 from eventstore.projections.catalog import ObjectCatalogProjection, catalog_entries
 from eventstore.projections.runner import ProjectionRunner
 from eventstore.store.base import EventQuery
@@ -366,15 +366,15 @@ def test_versioned_bucket_deletes_only_change_the_current_version(store: SqlEven
 def test_objects_as_of_reconstructs_the_catalog_at_a_past_time(store: SqlEventStore) -> None:
     _audit_log(store)
 
-    before_delete = store.objects_as_of(T0 + timedelta(seconds=1, milliseconds=500))
-    after_all = store.objects_as_of(T0 + timedelta(hours=1))
+    before_delete = list(store.objects_as_of(T0 + timedelta(seconds=1, milliseconds=500)))
+    after_all = list(store.objects_as_of(T0 + timedelta(hours=1)))
 
     assert [(e.bucket, e.key) for e in before_delete] == [
         ("logs", "app/1.log"),
         ("logs", "app/2.log"),
     ]
     assert after_all == objects(store)
-    assert store.objects_as_of(T0 - timedelta(seconds=1)) == []
+    assert list(store.objects_as_of(T0 - timedelta(seconds=1))) == []
     in_logs = store.objects_as_of(T0 + timedelta(hours=1), bucket="logs", include_deleted=True)
     assert [e.key for e in in_logs] == ["app/1.log", "app/2.log", "web/1.log"]
 

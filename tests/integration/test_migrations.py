@@ -80,7 +80,6 @@ def test_named_constraints_follow_the_naming_convention(tmp_path: Path) -> None:
         inspector = sa.inspect(engine)
         assert {i["name"] for i in inspector.get_indexes("events")} == {
             "ix_events_bucket_key_event_time",
-            "ix_events_bucket_event_time",
             "ix_events_event_time",
             "ix_events_principal_id_event_time",
         }
