@@ -66,7 +66,7 @@ def fill_ours(path: Path, count: int) -> None:
 
     engine = create_engine(f"sqlite:///{path}")
     upgrade_schema(engine)
-    store = SqlEventStore(engine, projections=())  # the rebuild under test builds them all
+    store = SqlEventStore(engine)  # the log alone: the rebuild under test builds every projection
     batch: list[dict[str, Any]] = []
     for record in _records(count):
         batch.append(record)
@@ -145,14 +145,17 @@ def child_ours_read(path: Path) -> dict[str, Any]:
 
 
 def child_ours(path: Path) -> dict[str, Any]:
-    from eventstore.store.sql import open_store
+    from eventstore.wiring import open_event_store
 
-    store = open_store(f"sqlite:///{path}", auto_upgrade_sqlite=False)
+    event_store = open_event_store(f"sqlite:///{path}", auto_upgrade_sqlite=False)
+    names = [p.name for p in event_store.projections]
     rss_ready = _rss_kb()
     started = time.perf_counter()
-    applied = store.rebuild_projections()
+    reports = event_store.runner.rebuild(names)
     seconds = time.perf_counter() - started
-    names = [p.name for p in store.projections]
+    if any(r.error or not r.swapped for r in reports):
+        raise RuntimeError(f"rebuild failed: {reports}")
+    applied = max(r.applied for r in reports)
     return {"events": applied, "seconds": seconds, "rss_ready_kb": rss_ready, "projections": names}
 
 

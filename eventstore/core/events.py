@@ -75,6 +75,16 @@ class NewEvent:
     def effect(self) -> Effect:
         return effect_of(self.event_name)
 
+    def correlated(self, correlation_id: str) -> "NewEvent":
+        """The same event with a correlation id (dataclasses.replace costs four times this
+        on the append path)."""
+        return NewEvent(
+            self.event_id, self.event_name, self.event_time, self.bucket, self.key,
+            self.version_id, self.sequencer, self.size, self.etag, self.principal_id,
+            self.source_ip, self.request_id, self.region, self.source, self.record,
+            self.causation_id, correlation_id,
+        )  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:

@@ -11,7 +11,6 @@ the first two tables; deriving them from the catalog's fold halves the work of b
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from eventstore.core.events import Effect, StoredEvent, effect_of
 from eventstore.core.objectstate import CatalogEntry, ObjectState, VersionState
@@ -215,28 +215,6 @@ def _chunks(keys: Iterable[Key], limit: int | None = _CHUNK) -> Iterator[tuple[s
             yield bucket, names[start : start + step]
 
 
-@dataclass(frozen=True, slots=True)
-class _Statements:
-    select_versions: sa.Select[Any]
-    select_catalog: sa.Select[Any]
-
-
-@cache
-def _statements(catalog: sa.Table, versions: sa.Table) -> _Statements:
-    """Built once per pair of tables (live, shadow): building costs more than running."""
-
-    def of_keys(table: sa.Table) -> sa.ColumnElement[bool]:
-        return sa.and_(
-            table.c.bucket == sa.bindparam("bucket"),
-            table.c.key.in_(sa.bindparam("keys", expanding=True)),
-        )
-
-    return _Statements(
-        select_versions=sa.select(versions).where(of_keys(versions)),
-        select_catalog=sa.select(catalog).where(of_keys(catalog)),
-    )
-
-
 @cache
 def _postgres_select(table_name: str, columns: tuple[str, ...]) -> str:
     """The rows of one bucket's keys; parameters (keys, bucket).
@@ -254,24 +232,44 @@ def _postgres_select(table_name: str, columns: tuple[str, ...]) -> str:
 
 
 def _load_states(context: ProjectionContext, keys: Iterable[Key]) -> dict[Key, ObjectState]:
-    """The stored states of `keys` (those the tables hold)."""
+    """The stored states of `keys` (those the tables hold), read through the driver."""
     connection = context.connection
     catalog, versions = context.table("object_catalog"), context.table("object_versions")
     version_rows: list[Any] = []
     catalog_rows: list[Any] = []
-    if connection.dialect.name == "postgresql":
-        select_versions = _postgres_select(versions.name, tuple(versions.c.keys()))
-        select_catalog = _postgres_select(catalog.name, tuple(catalog.c.keys()))
-        for bucket, names in _chunks(keys, limit=None):
-            version_rows.extend(connection.exec_driver_sql(select_versions, (names, bucket)))
-            catalog_rows.extend(connection.exec_driver_sql(select_catalog, (names, bucket)))
-    else:
-        statements = _statements(catalog, versions)
-        for bucket, names in _chunks(keys):
-            params = {"bucket": bucket, "keys": names}
-            version_rows.extend(connection.execute(statements.select_versions, params))
-            catalog_rows.extend(connection.execute(statements.select_catalog, params))
+    postgres = connection.dialect.name == "postgresql"
+    for bucket, names in _chunks(keys, limit=None if postgres else _CHUNK):
+        for table, rows in ((versions, version_rows), (catalog, catalog_rows)):
+            columns = tuple(table.c.keys())
+            if postgres:
+                result = connection.exec_driver_sql(
+                    _postgres_select(table.name, columns), (names, bucket)
+                )
+            else:
+                result = connection.exec_driver_sql(
+                    _sqlite_select(table.name, columns, len(names)), (bucket, *names)
+                )
+            rows.extend(_Row(result.keys(), row) for row in result)
     return states_of_rows(version_rows, catalog_rows)
+
+
+class _Row:
+    """A driver row with its columns as attributes, times as aware UTC datetimes."""
+
+    def __init__(self, names: Any, values: Any) -> None:
+        for name, value in zip(names, values, strict=True):
+            if isinstance(value, str) and name.endswith("_time"):  # SQLite's ISO text
+                setattr(self, name, datetime.fromisoformat(value).replace(tzinfo=UTC))
+            else:
+                setattr(self, name, value)
+
+
+@cache
+def _sqlite_select(table_name: str, columns: tuple[str, ...], count: int) -> str:
+    quote = sqlite_dialect().identifier_preparer.quote
+    names = ", ".join(quote(c) for c in columns)
+    marks = ", ".join("?" * count)
+    return f"SELECT {names} FROM {quote(table_name)} WHERE bucket = ? AND key IN ({marks})"
 
 
 def states_of_rows(

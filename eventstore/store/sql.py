@@ -34,7 +34,6 @@ tests/integration/test_concurrency.py is the proof under load.
 
 import logging
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -108,7 +107,7 @@ class SqlEventStore:
                 continue
             event = given
             if correlation_id is not None and event.correlation_id is None:
-                event = replace(event, correlation_id=correlation_id)
+                event = event.correlated(correlation_id)
             unique[event.event_id] = PendingRow.of(event)
         in_batch_duplicates = len(new_events) - len(unique)
         for attempt in range(_RETRIES):
