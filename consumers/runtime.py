@@ -26,12 +26,14 @@ def metrics_namespace() -> str:
 
 
 def store() -> "SqlEventStore":
-    """The store for $EVENTSTORE_DB_URL, created once per container and per URL.
+    """The store for the database the environment names (eventstore.store.credentials: a
+    secret ARN, RDS IAM settings or $EVENTSTORE_DB_URL), created once per container and per URL.
 
     SQLAlchemy is imported here, on the first invocation, not when the module loads."""
+    from eventstore.store.credentials import database_url
     from eventstore.store.sql import open_store
 
-    url = os.environ.get("EVENTSTORE_DB_URL", "")
+    url = database_url() or ""
     with _lock:
         existing = _stores.get(url)
         if existing is None:
@@ -43,8 +45,9 @@ def store() -> "SqlEventStore":
 def runner() -> "ProjectionRunner":
     """The projection runner over store(), created once per container."""
     from eventstore.projections.runner import ProjectionRunner
+    from eventstore.store.credentials import database_url
 
-    url = os.environ.get("EVENTSTORE_DB_URL", "")
+    url = database_url() or ""
     current = store()
     with _lock:
         existing = _runners.get(url)
