@@ -2,7 +2,9 @@
 password of a real PostgreSQL role that needs it, rotated under a running consumer; and RDS IAM
 tokens, one per new connection."""
 
+import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -68,8 +70,6 @@ class PasswordRole:
 
     def rds_secret(self, password: str | None = None) -> str:
         """The secret JSON RDS rotation functions keep (host, port, dbname, engine...)."""
-        import json
-
         return json.dumps(
             {
                 "engine": "postgres",
@@ -115,6 +115,12 @@ def password_role(postgres_url: str) -> Iterator[PasswordRole]:
     name = f"es_rotating_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(libpq_url(postgres_url), autocommit=True) as admin:
         hba_file = admin.execute("SHOW hba_file").fetchone()[0]  # type: ignore[index]
+        if not os.access(hba_file, os.W_OK):
+            pytest.fail(
+                f"this test edits pg_hba.conf ({hba_file}) to make one role use a password: "
+                "run it against the suite's own throwaway server",
+                pytrace=False,
+            )
         with open(hba_file, encoding="utf-8") as file:
             original = file.read()
         with open(hba_file, "w", encoding="utf-8") as file:
