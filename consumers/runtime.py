@@ -24,13 +24,16 @@ def metrics_namespace() -> str:
 
 
 def event_store() -> "EventStore":
-    """The event store (log, projections, runner) for $EVENTSTORE_DB_URL, opened once per
-    container and per URL, through eventstore.wiring like every other entry point.
+    """The event store (log, projections, runner) for the database the environment names
+    (eventstore.store.credentials: a secret ARN, RDS IAM settings or $EVENTSTORE_DB_URL),
+    opened once per container and per URL through eventstore.wiring, like every other entry
+    point.
 
     SQLAlchemy is imported here, on the first invocation, not when the module loads."""
+    from eventstore.store.credentials import database_url
     from eventstore.wiring import open_event_store
 
-    url = os.environ.get("EVENTSTORE_DB_URL", "")
+    url = database_url() or ""
     with _lock:
         existing = _event_stores.get(url)
         if existing is None:

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 import boto3
 
 from eventstore.aws.poller import EventSource
-from eventstore.aws.template import Resolver, TemplateError, as_json_text, load_template
+from eventstore.aws.template import (
+    NO_VALUE,
+    Resolver,
+    TemplateError,
+    as_json_text,
+    load_template,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -24,6 +30,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
 
 # CloudFormation property of AWS::SQS::Queue -> SQS attribute; the rest are not attributes.
+# (moto 5.2 accepts RedriveAllowPolicy and silently drops it: set anyway, for real endpoints.)
 _QUEUE_ATTRIBUTES = (
     "DelaySeconds", "KmsDataKeyReusePeriodSeconds", "KmsMasterKeyId", "MaximumMessageSize",
     "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds", "RedriveAllowPolicy",
@@ -333,13 +340,13 @@ def _create_bucket(
 ) -> None:
     props = resolver.resolve(spec.get("Properties", {}))
     bucket = props.get("BucketName") or f"{fanout.stack_name}-{name}".lower()
-    if fanout.region == "us-east-1":
-        clients.s3.create_bucket(Bucket=bucket)
-    else:
-        clients.s3.create_bucket(
-            Bucket=bucket,
-            CreateBucketConfiguration={"LocationConstraint": fanout.region},  # type: ignore[typeddict-item]
-        )
+    create: dict[str, Any] = {"Bucket": bucket}
+    if fanout.region != "us-east-1":
+        create["CreateBucketConfiguration"] = {"LocationConstraint": fanout.region}
+    if _attribute(props.get("ObjectLockEnabled", False)) == "true":
+        # Object Lock can only be turned on when the bucket is created.
+        create["ObjectLockEnabledForBucket"] = True
+    clients.s3.create_bucket(**create)
     resolver.physical[name] = bucket
     resolver.attributes[name] = {
         "Arn": f"arn:aws:s3:::{bucket}",
@@ -362,6 +369,11 @@ def _create_bucket(
                 ]
             },
         )
+    lock = props.get("ObjectLockConfiguration")
+    if lock:
+        clients.s3.put_object_lock_configuration(
+            Bucket=bucket, ObjectLockConfiguration=_object_lock_configuration(lock)
+        )
     block = props.get("PublicAccessBlockConfiguration")
     if block:
         clients.s3.put_public_access_block(
@@ -376,6 +388,21 @@ def _create_bucket(
         clients.s3.put_bucket_notification_configuration(
             Bucket=bucket, NotificationConfiguration=_notification_configuration(notifications)
         )
+
+
+def _object_lock_configuration(lock: dict[str, Any]) -> Any:
+    """CloudFormation's ObjectLockConfiguration -> the API's (the retention period is a number
+    there; a parameter resolves to text)."""
+    converted: dict[str, Any] = {"ObjectLockEnabled": lock.get("ObjectLockEnabled", "Enabled")}
+    retention = (lock.get("Rule") or {}).get("DefaultRetention")
+    if retention:
+        converted["Rule"] = {
+            "DefaultRetention": {
+                "Mode": retention["Mode"],
+                **{k: int(retention[k]) for k in ("Days", "Years") if k in retention},
+            }
+        }
+    return converted
 
 
 def _encryption_rule(rule: dict[str, Any]) -> Any:
@@ -441,7 +468,11 @@ def _consumer(
     environment: dict[str, str] = {}
     for key, value in variables.items():
         resolved = resolver.resolve(value)
-        if resolved is not None and "{{resolve:" not in str(resolved):
+        # AWS::NoValue: a variable of a branch not taken (the database settings the chosen
+        # authentication does not use); CloudFormation leaves it out, and so do we.
+        if resolved is NO_VALUE or resolved is None:
+            continue
+        if "{{resolve:" not in str(resolved):
             environment[key] = _attribute(resolved)
     scaling = props.get("ScalingConfig") or {}
     return ConsumerSpec(

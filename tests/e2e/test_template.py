@@ -85,7 +85,8 @@ def test_bucket_notifies_the_topic_of_every_recorded_event_type() -> None:
 
 
 def test_topic_accepts_only_this_bucket_in_this_account() -> None:
-    (statement,) = RESOURCES["TopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    statements = RESOURCES["TopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    (statement,) = [s for s in statements if s["Effect"] == "Allow"]  # the Denies: elsewhere
     assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
     assert "aws:SourceArn" in statement["Condition"]["ArnEquals"]
     assert "aws:SourceAccount" in statement["Condition"]["StringEquals"]
@@ -102,12 +103,17 @@ def test_queues_are_encrypted_with_dead_letter_queues_and_long_enough_visibility
     assert set(sources) == {"IngestQueue", "ArchiveQueue", "PutQueue", "CopyQueue"}
     for queue in queues.values():
         assert "KmsMasterKeyId" in queue["Properties"]
-    (policy,) = _of_type("AWS::SQS::QueuePolicy").values()
+    policy = _of_type("AWS::SQS::QueuePolicy")["QueuePolicy"]
     assert len(policy["Properties"]["Queues"]) == len(sources)
 
 
 def test_roles_grant_no_wildcard_actions() -> None:
-    for name, spec in {**_of_type("AWS::IAM::Role"), **_of_type("AWS::IAM::ManagedPolicy")}.items():
+    policies = {
+        **_of_type("AWS::IAM::Role"),
+        **_of_type("AWS::IAM::ManagedPolicy"),
+        **_of_type("AWS::IAM::Policy"),
+    }
+    for name, spec in policies.items():
         documents = [p["PolicyDocument"] for p in spec["Properties"].get("Policies", [])]
         documents += (
             [spec["Properties"]["PolicyDocument"]] if "PolicyDocument" in spec["Properties"] else []
