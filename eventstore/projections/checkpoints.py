@@ -37,6 +37,7 @@ class Checkpoint:
     rebuild_version: int | None
     rebuild_position: int | None
     rebuild_filter: str | None
+    position_hash: str | None  # the hash of the log row at `position`, when there is one
 
     @classmethod
     def of_row(cls, row: Any) -> "Checkpoint":
@@ -145,12 +146,19 @@ class SqlCheckpoints:
         *,
         rebuilding: bool,
         position: int | None,
+        position_hash: str | None = None,
         error: tuple[int, str] | None = None,
-    ) -> None:
-        """Move the live (or rebuild) position to `position`, and record or clear the error."""
-        values: dict[str, Any] = {"updated_at": _now()}
+    ) -> datetime:
+        """Move the live (or rebuild) position to `position` (the log row there has
+        `position_hash`), and record or clear the error. Returns the row's new `updated_at`,
+        which tells a runner whether anyone else wrote the row since."""
+        now = _now()
+        values: dict[str, Any] = {"updated_at": now}
         if position is not None:
-            values["rebuild_position" if rebuilding else "position"] = position
+            if rebuilding:
+                values["rebuild_position"] = position
+            else:
+                values.update(position=position, position_hash=position_hash)
         if error is not None:
             values.update(error_position=error[0], last_error=error[1])
         else:
@@ -158,16 +166,15 @@ class SqlCheckpoints:
         connection.execute(
             sa.update(checkpoints).where(checkpoints.c.name == name).values(**values)
         )
-
-    def record_error(self, connection: Connection, name: str, position: int, error: str) -> None:
-        connection.execute(
-            sa.update(checkpoints)
-            .where(checkpoints.c.name == name)
-            .values(last_error=error, error_position=position, updated_at=_now())
-        )
+        return now
 
     def swap(
-        self, connection: Connection, projection: Projection, checkpoint: Checkpoint, head: int
+        self,
+        connection: Connection,
+        projection: Projection,
+        checkpoint: Checkpoint,
+        head: int,
+        head_hash: str | None,
     ) -> None:
         """Replace the live tables by the shadow ones and make the rebuild the live version."""
         shadow = shadow_tables(projection)
@@ -178,7 +185,7 @@ class SqlCheckpoints:
             sa.update(checkpoints)
             .where(checkpoints.c.name == projection.name)
             .values(
-                version=checkpoint.rebuild_version, position=head,
+                version=checkpoint.rebuild_version, position=head, position_hash=head_hash,
                 live_filter=checkpoint.rebuild_filter, rebuild_version=None,
                 rebuild_position=None, rebuild_filter=None, last_error=None,
                 error_position=None, updated_at=_now(),

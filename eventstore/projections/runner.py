@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["SHADOW_SUFFIX", "ProjectionRunner", "ProjectionStatus", "RunReport", "TableDiff"]
 
 BUSY = "busy"  # another runner holds the projection's checkpoint just now
+_REBUILD_ROUNDS = 100  # resumptions of a rebuild that other runners keep moving on
 CAUGHT_UP = "caught-up"
 
 
@@ -58,7 +59,7 @@ class ProjectionStatus:
     live_version: int | None
     position: int
     head: int
-    state: str  # new | live | behind | rebuilding | outdated | failed | ahead
+    state: str  # new | live | behind | rebuilding | outdated | failed | cut-off
     rebuild_position: int | None
     last_error: str | None
     error_position: int | None
@@ -102,6 +103,10 @@ class _Build:
     position: int  # folded up to here (in memory)
     flushed: int  # the rebuild position stored with the shadow tables
     fresh: bool  # the shadow tables hold nothing yet
+    # The checkpoint row's updated_at as this runner last saw or wrote it: a rebuild that
+    # another runner restarted or moved on meanwhile is not this one any more, even when it
+    # happens to stand at the same position.
+    stamp: datetime | None = None
     tables: dict[str, sa.Table] = field(default_factory=dict)
 
 
@@ -148,19 +153,62 @@ class ProjectionRunner:
         with self.store.engine.connect() as connection:
             head = self.store.head_position_in(connection)
             rows = self.checkpoints.all(connection)
-        return [self._status_of(p, rows.get(p.name), head) for p in self.projections]
+            faults = self._faults(connection, rows, head)
+        return [
+            self._status_of(p, rows.get(p.name), head, faults.get(p.name)) for p in self.projections
+        ]
+
+    def faults(self) -> dict[str, str]:
+        """Per projection whose checkpoint does not match the log, what is wrong (rows cut
+        off the end of the log, or positions reused since): `verify` reports these too."""
+        with self.store.engine.connect() as connection:
+            head = self.store.head_position_in(connection)
+            rows = self.checkpoints.all(connection)
+            return self._faults(connection, rows, head)
+
+    def _faults(
+        self, connection: Connection, rows: dict[str, Checkpoint], head: int
+    ) -> dict[str, str]:
+        """Checkpoints past the head, or whose row in the log is no longer the one folded.
+
+        The second is what catches rows cut off the end once new appends reused their
+        positions: the consumer appends before it catches up, so by then the checkpoint is
+        no longer past the head."""
+        hashed = [r.position for r in rows.values() if r.position_hash and r.position <= head]
+        hashes = self.store.hashes_at(connection, hashed) if hashed else {}
+        faults: dict[str, str] = {}
+        for name, row in rows.items():
+            position = row.rebuild_position if row.rebuilding else row.position
+            if position is not None and position > head:
+                found = f"is ahead of the log's head ({head})"
+            elif (
+                row.position_hash
+                and row.position <= head
+                and (hashes.get(row.position) != row.position_hash)
+            ):
+                found = "no longer holds the event it folded (its hash differs)"
+                position = row.position
+            else:
+                continue
+            faults[name] = (
+                f"checkpoint at position {position} {found}: rows were cut off the end of the "
+                f"log (and the positions perhaps reused). Check the log with `eventstore verify "
+                f"--anchor ...`, then rebuild: `eventstore projections rebuild {name}`"
+            )
+        return faults
 
     @staticmethod
-    def _status_of(projection: Projection, row: Checkpoint | None, head: int) -> ProjectionStatus:
+    def _status_of(
+        projection: Projection, row: Checkpoint | None, head: int, fault: str | None
+    ) -> ProjectionStatus:
         code = projection.effective_version
         last_error = row.last_error if row is not None else None
         if row is None:
             state, live_version, position = "new", None, 0
         else:
             live_version, position = row.version or None, row.position
-            ahead = _ahead_of_log(projection.name, row, head)
-            if ahead is not None:
-                state, last_error = "ahead", ahead
+            if fault is not None:
+                state, last_error = "cut-off", fault
             elif row.last_error:
                 state = "failed"
             elif row.rebuilding:
@@ -207,6 +255,7 @@ class ProjectionRunner:
         with self.store.engine.connect() as connection:
             head = self.store.head_position_in(connection)
             rows = self.checkpoints.all(connection)
+            faults = self._faults(connection, rows, head)
         now, wall = time.monotonic(), _now()
         waiting: dict[str, tuple[int, float]] = {}
         reports: dict[str, RunReport] = {}
@@ -214,8 +263,8 @@ class ProjectionRunner:
         builds: list[Projection] = []  # new, re-versioned or rebuilding
         for projection in self.projections:
             row = rows.get(projection.name)
-            fault = _ahead_of_log(projection.name, row, head) if row is not None else None
-            if fault is not None:
+            fault = faults.get(projection.name)
+            if fault is not None:  # refuse to move on: events would be skipped
                 logger.error("projection %s: %s", projection.name, fault)
                 reports[projection.name] = RunReport(projection.name, error=fault)
             elif row is not None and row.is_live_at(projection.effective_version):
@@ -315,6 +364,7 @@ class ProjectionRunner:
                     projection.name,
                     rebuilding=False,
                     position=mine[applied - 1].position if applied else None,
+                    position_hash=mine[applied - 1].hash if applied else None,
                     error=error,
                 )
                 done = CAUGHT_UP if at_head and error is None else None
@@ -420,7 +470,30 @@ class ProjectionRunner:
                 elif not resumable:
                     self.checkpoints.restart_rebuild(connection, projection, filter_json)
         reports = self._rebuild_group(chosen, None, progress)
+        # Another runner (a consumer catching up) may have moved a rebuild on, or swapped it
+        # in, while this one folded: resume from where it stands until each one is done.
+        for _ in range(_REBUILD_ROUNDS):
+            pending = [p for p in chosen if not self._rebuild_done(p, reports[p.name])]
+            if not pending:
+                break
+            for name, more in self._rebuild_group(pending, None, progress).items():
+                report = reports[name]
+                report.applied += more.applied
+                report.swapped, report.caught_up, report.error = (
+                    more.swapped, more.caught_up, more.error,
+                )  # fmt: skip
         return [reports[projection.name] for projection in chosen]
+
+    def _rebuild_done(self, projection: Projection, report: RunReport) -> bool:
+        """Swapped in (by this runner or another), or failed."""
+        if report.error is not None or report.swapped:
+            return True
+        with self.store.engine.connect() as connection:
+            row = self.checkpoints.all(connection).get(projection.name)
+        if row is not None and row.is_live_at(projection.effective_version):
+            report.caught_up = report.swapped = True  # another runner swapped it in
+            return True
+        return False
 
     def _rebuild_group(
         self, projections: Sequence[Projection], deadline: float | None, progress: Progress | None
@@ -467,6 +540,7 @@ class ProjectionRunner:
                     position=position,
                     flushed=position,
                     fresh=position == 0,
+                    stamp=row.updated_at,
                     tables=shadow_tables(projection),
                 )
             )
@@ -519,10 +593,13 @@ class ProjectionRunner:
                 row is None
                 or row.rebuild_version != build.version
                 or row.rebuild_position != build.flushed
+                or row.updated_at != build.stamp
             ):
                 raise _Lost(name)
             build.fold.flush(ProjectionContext(connection, build.tables, fresh=build.fresh))
-            self.checkpoints.advance(connection, name, rebuilding=True, position=build.position)
+            build.stamp = self.checkpoints.advance(
+                connection, name, rebuilding=True, position=build.position
+            )
         build.flushed, build.fresh = build.position, False
 
     def _isolate_failure(self, build: _Build, reports: dict[str, RunReport]) -> None:
@@ -591,9 +668,12 @@ class ProjectionRunner:
                 )
                 report.error = error[1]
                 return
-            self.checkpoints.swap(
-                connection, projection, row, events[-1].position if events else after
-            )
+            head_hash: str | None
+            if events:
+                head, head_hash = events[-1].position, events[-1].hash
+            else:
+                head, head_hash = after, self.store.hashes_at(connection, [after]).get(after)
+            self.checkpoints.swap(connection, projection, row, head, head_hash)
         report.caught_up = report.swapped = True
 
     # -- building aside -------------------------------------------------------------------
@@ -647,19 +727,6 @@ def _matching(events: list[StoredEvent], event_filter: EventQuery) -> list[Store
     if event_filter.is_empty:
         return events
     return [e for e in events if event_filter.matches(e.event)]
-
-
-def _ahead_of_log(name: str, row: Checkpoint, head: int) -> str | None:
-    """A checkpoint past the head means rows were cut off the end of the log: events
-    appended later would reuse those positions and be skipped. Refuse to move on."""
-    position = row.rebuild_position if row.rebuilding else row.position
-    if position is None or position <= head:
-        return None
-    return (
-        f"checkpoint at position {position} is ahead of the log's head ({head}): rows were "
-        f"cut off the end of the log. Check it with `eventstore verify --anchor ...`, then "
-        f"rebuild with `eventstore projections rebuild {name}`"
-    )
 
 
 def _diff(connection: Connection, live: sa.Table, rebuilt: sa.Table, samples: int) -> TableDiff:

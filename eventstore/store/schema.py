@@ -156,4 +156,7 @@ projection_checkpoints = sa.Table(
     sa.Column("rebuild_version", sa.Integer(), nullable=True),
     sa.Column("rebuild_position", Position, nullable=True),
     sa.Column("rebuild_filter", sa.Text(), nullable=True),
+    # The hash of the log row at `position`: rows cut off the end of the log and positions
+    # reused by later appends show as a different hash there.
+    sa.Column("position_hash", sa.String(64), nullable=True),
 )

@@ -171,6 +171,20 @@ class SqlEventStore:
 
     # -- reading --------------------------------------------------------------------------
 
+    @staticmethod
+    def hashes_at(connection: Connection, positions: Collection[int]) -> dict[int, str]:
+        """The hash of the row at each of `positions` that the log holds."""
+        wanted = sorted(set(positions))
+        found: dict[int, str] = {}
+        for start in range(0, len(wanted), _ID_CHUNK):
+            rows = connection.execute(
+                sa.select(events.c.position, events.c.hash).where(
+                    events.c.position.in_(wanted[start : start + _ID_CHUNK])
+                )
+            )
+            found.update((row.position, row.hash) for row in rows)
+        return found
+
     def head_position(self) -> int:
         with self.engine.connect() as connection:
             return self.head_position_in(connection)

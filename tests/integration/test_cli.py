@@ -416,7 +416,8 @@ def test_verify_an_intact_log(timed: Run) -> None:
     (report,) = timed.json("verify")
     head_hash = report.pop("head_hash")
     assert report == {"ok": True, "checked": len(TIMED), "head_position": len(TIMED),
-                      "first_bad_position": None, "reason": None}  # fmt: skip
+                      "first_bad_position": None, "reason": None,
+                      "projection_faults": {}}  # fmt: skip
     assert f"anchor: {len(TIMED)}:{head_hash}" in out
 
 

@@ -2,12 +2,15 @@
 under concurrency").
 
 Eight writer processes append batches at once, each its own events plus events another writer
-also appends (two queues subscribed to one topic). Meanwhile a reader process catches up the
-naive way — `read(after=checkpoint)`, then checkpoint = the largest position seen — which loses
-an event for good if any event could commit at a position below one already visible; and a
-projection runner keeps the non-inline projections caught up. At the end: every event is in
-the log once, positions run 1..N, the reader saw each position exactly once, the inline
-catalog and the caught-up projections equal a rebuild from scratch, and the chain verifies.
+also appends (two queues subscribed to one topic), and after each append catch the projections
+up the way the Lambda consumer does (only when the lag or the delay says so). Meanwhile a reader
+process catches up the naive way — `read(after=checkpoint)`, then checkpoint = the largest
+position seen — which loses an event for good if any event could commit at a position below one
+already visible; and a projection runner keeps every projection (the object catalog included:
+the append writes only the log) caught up. At the end: every event is in the log once,
+positions run 1..N, the reader saw each position exactly once, the caught-up catalog equals the
+log folded from scratch, every projection equals a rebuild from scratch, and the chain
+verifies.
 
 Runs on SQLite and PostgreSQL, several rounds each; the processes are spawned once per module
 and reused, so a round costs only its appends.
@@ -28,8 +31,7 @@ import sqlalchemy as sa
 
 from eventstore.core.events import NewEvent
 from eventstore.core.objectstate import ObjectState
-from eventstore.projections.catalog import ObjectCatalogProjection
-from eventstore.projections.registry import builtin_projections
+from eventstore.projections.catalog import catalog_entries
 from eventstore.projections.runner import ProjectionRunner
 from eventstore.store.database import create_engine, upgrade_schema
 from eventstore.store.schema import events as events_table
@@ -41,6 +43,10 @@ OWN_EVENTS = 60  # per writer, its own keys
 SHARED_EVENTS = 64  # each appended by two writers
 ROUNDS = 3
 DEADLINE = 60.0  # seconds a round may take before the test gives up
+# The writers catch up as the consumer does: when a projection is this many events behind, or
+# its checkpoint this many seconds old (smaller than the consumer's defaults, so they do).
+WRITER_MIN_LAG = 50
+WRITER_MAX_DELAY = 0.5
 
 
 # -- the workload (deterministic, so every process derives the same events) ---------------
@@ -107,10 +113,12 @@ def _wait_until(start_at: float) -> None:
 
 
 def write(url: str, round_no: int, writer: int, start_at: float) -> tuple[list[str], int]:
-    """Append this writer's batches as fast as it can; return (ids it stored, duplicates)."""
+    """Append this writer's batches as fast as it can, catching the projections up after an
+    append when they are due (as a consumer does); return (ids it stored, duplicates)."""
     batches = _batches_of(round_no, writer)
     engine = create_engine(url)
-    store = SqlEventStore(engine, projections=[ObjectCatalogProjection()])
+    store = SqlEventStore(engine)
+    runner = ProjectionRunner(store)
     stored: list[str] = []
     duplicates = 0
     try:
@@ -119,6 +127,10 @@ def write(url: str, round_no: int, writer: int, start_at: float) -> tuple[list[s
             result = store.append(batch, correlation_id=f"writer-{writer}")
             stored.extend(s.event.event_id for s in result.stored)
             duplicates += result.duplicates
+            head = result.stored[-1].position if result.stored else None
+            reports = runner.catch_up(head=head, min_lag=WRITER_MIN_LAG, max_delay=WRITER_MAX_DELAY)
+            errors = [(r.name, r.error) for r in reports if r.error is not None]
+            assert errors == [], errors
     finally:
         engine.dispose()
     return stored, duplicates
@@ -129,7 +141,7 @@ def catch_up_reader(url: str, expected: int, start_at: float, seed: int) -> list
     pages of random size, until `expected` events were seen (or the deadline passes)."""
     rng = random.Random(seed)
     engine = create_engine(url)
-    store = SqlEventStore(engine, projections=[])
+    store = SqlEventStore(engine)
     seen: list[tuple[int, str]] = []
     checkpoint = 0
     deadline = time.monotonic() + DEADLINE
@@ -146,10 +158,9 @@ def catch_up_reader(url: str, expected: int, start_at: float, seed: int) -> list
 
 
 def run_projections(url: str, expected: int, start_at: float) -> int:
-    """Keep the non-inline projections caught up while the writers write; return the rounds."""
+    """Keep every projection caught up while the writers write; return the rounds."""
     engine = create_engine(url)
-    store = SqlEventStore(engine, projections=builtin_projections())
-    runner = ProjectionRunner(store, [p for p in store.projections if not p.inline], chunk=64)
+    runner = ProjectionRunner(SqlEventStore(engine), chunk=64)
     rounds = 0
     deadline = time.monotonic() + DEADLINE
     try:
@@ -215,7 +226,7 @@ def test_concurrent_writers_lose_nothing_and_a_catching_up_reader_misses_nothing
     runner_rounds = runner.get(timeout=DEADLINE)
 
     engine = create_engine(url)
-    store = SqlEventStore(engine, projections=builtin_projections())
+    store = SqlEventStore(engine)
     try:
         log = list(store.read())
         n = len(log)
@@ -231,13 +242,20 @@ def test_concurrent_writers_lose_nothing_and_a_catching_up_reader_misses_nothing
         # The naive catch-up reader saw every position once, in order, and the same events.
         assert [p for p, _ in seen] == list(range(1, n + 1))
         assert dict(seen) == {s.position: s.event.event_id for s in log}
+        # The runner process caught every projection up to the head while the writers wrote
+        # (the append itself writes only the log).
+        assert runner_rounds >= 1
+        projection_runner = ProjectionRunner(store)
+        for status in projection_runner.status():
+            assert (status.state, status.position) == ("live", n), status
         # The two writers of each shared pair raced; the delete marker wins in every case.
         shared = {
-            e.key: e for e in store.objects(prefix=f"shared/{round_no}/", include_deleted=True)
+            e.key: e
+            for e in catalog_entries(engine, prefix=f"shared/{round_no}/", include_deleted=True)
         }
         assert len(shared) == SHARED_EVENTS // 2
         assert all(e.deleted for e in shared.values())
-        # The inline catalog equals the log folded from scratch by the catalog rules...
+        # The caught-up catalog equals the log folded from scratch by the catalog rules...
         states: dict[tuple[str, str], ObjectState] = {}
         for s in log:
             key = (s.event.bucket, s.event.key)
@@ -246,14 +264,10 @@ def test_concurrent_writers_lose_nothing_and_a_catching_up_reader_misses_nothing
             (e for e in (st.entry() for st in states.values()) if e is not None),
             key=lambda e: (e.bucket, e.key),
         )
-        assert store.objects(include_deleted=True) == folded
-        # ...and every projection, inline or caught up by the runner while writers wrote,
-        # equals a rebuild from scratch, row for row.
-        assert runner_rounds >= 1
-        projection_runner = ProjectionRunner(store)
-        for status in projection_runner.status():
-            assert (status.state, status.position) == ("live", n), status
-        for projection in store.projections:
+        assert list(catalog_entries(engine, include_deleted=True)) == folded
+        # ...and every projection, caught up by several runners while writers wrote, equals
+        # a rebuild from scratch, row for row.
+        for projection in projection_runner.projections:
             for diff in projection_runner.dry_run(projection.name):
                 assert (diff.only_live, diff.only_rebuilt) == (0, 0), diff
                 assert diff.live_rows == diff.rebuilt_rows
@@ -285,24 +299,35 @@ def db_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
-def test_rebuilding_the_inline_catalog_while_appends_go_on_neither_deadlocks_nor_loses(
+def test_rebuilding_the_catalog_while_appends_go_on_neither_deadlocks_nor_loses(
     db_url: str,
 ) -> None:
-    # The catalog is folded inside every append while live; here it is rebuilt into shadow
-    # tables and swapped in (under the append lock) while appends keep coming. No append may
-    # fail or wait forever, and the swapped-in catalog must hold every one of them.
+    # The catalog is rebuilt into shadow tables and swapped in (under the append lock) while
+    # another writer keeps appending and catching up after its appends, as a consumer does.
+    # No append or catch-up may fail or wait forever, and the swapped-in catalog must hold
+    # every event: those the rebuild folded, those appended during the swap, and after it.
     url = db_url
     store = SqlEventStore(create_engine(url))
-    ProjectionRunner(store).catch_up()
     store.append(new_events([_catalog_record(i) for i in range(600)]))
+    ProjectionRunner(store).catch_up()
     failures: list[BaseException] = []
+    appended: list[int] = []
+    append_times: list[float] = []
     stop = time.monotonic() + DEADLINE
 
     def keep_appending() -> None:
         appender = SqlEventStore(create_engine(url))
+        runner = ProjectionRunner(appender)
         try:
             for start in range(600, 1400, 10):
-                appender.append(new_events([_catalog_record(i) for i in range(start, start + 10)]))
+                result = appender.append(
+                    new_events([_catalog_record(i) for i in range(start, start + 10)])
+                )
+                appended.append(result.appended)
+                append_times.append(time.monotonic())
+                reports = runner.catch_up(min_lag=30, max_delay=0.05)
+                errors = [(r.name, r.error) for r in reports if r.error is not None]
+                assert errors == [], errors
                 if time.monotonic() > stop:
                     return
         except BaseException as error:  # reported below: the test fails on any of them
@@ -312,17 +337,34 @@ def test_rebuilding_the_inline_catalog_while_appends_go_on_neither_deadlocks_nor
 
     appending = threading.Thread(target=keep_appending)
     appending.start()
-    reports = ProjectionRunner(store, chunk=50).rebuild(["object_catalog"])
-    appending.join()
+    rebuilder = ProjectionRunner(store, chunk=50, rebuild_chunk=50)
+    rebuilds: list[tuple[float, float]] = []
+    swapped_here = 0
+    while appending.is_alive() and time.monotonic() < stop:  # rebuild again and again
+        started = time.monotonic()
+        reports = rebuilder.rebuild(["object_catalog"])
+        rebuilds.append((started, time.monotonic()))
+        assert [(r.name, r.error) for r in reports] == [("object_catalog", None)]
+        swapped_here += reports[0].swapped
+    appending.join(timeout=DEADLINE)
 
+    assert not appending.is_alive(), "the appender is stuck"
     assert failures == []
-    assert reports[0].swapped and reports[0].error is None
-    ProjectionRunner(store).catch_up()  # what arrived after the swap
+    assert sum(appended) == 800
+    # The rebuilds (each swapped in by this runner, or by the appender's catch-up, which
+    # joins a rebuild under way) really ran while appends went on.
+    during = [t for t in append_times if any(a < t < b for a, b in rebuilds)]
+    assert len(rebuilds) >= 2 and len(during) >= 10, (len(rebuilds), len(during))
+    assert swapped_here >= 1
+    ProjectionRunner(store).catch_up()  # what arrived after the last swap
     status = {s.name: s for s in ProjectionRunner(store).status()}["object_catalog"]
     assert (status.state, status.position) == ("live", store.head_position())
-    objects = store.objects(bucket="rebuild-bucket")
+    assert store.head_position() == 1400
+    objects = list(catalog_entries(store.engine, bucket="rebuild-bucket"))
     assert len(objects) == 700
     assert {o.version_id for o in objects} == {f"v{i}" for i in range(700, 1400)}
+    for diff in ProjectionRunner(store).dry_run("object_catalog"):
+        assert (diff.only_live, diff.only_rebuilt) == (0, 0), diff
     store.engine.dispose()
 
 

@@ -1,5 +1,7 @@
-"""The ingest consumer lets projections catch up within the time Lambda leaves it."""
+"""The ingest consumer appends to the log only, then lets projections (the object catalog
+among them) catch up within the time Lambda leaves it, when the lag or the delay says so."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -7,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from consumers import ingest, runtime
-from eventstore.projections.runner import ProjectionRunner
+from eventstore.projections.catalog import catalog_entries
+from eventstore.projections.runner import ProjectionStatus
 from tests.notification_factory import T0, s3_record, sns_wrapped
 
 
@@ -52,11 +55,26 @@ def _sqs_event(count: int) -> dict[str, object]:
 
 
 @pytest.fixture
-def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     url = f"sqlite:///{tmp_path / 'lambda.db'}"
     monkeypatch.setenv("EVENTSTORE_DB_URL", url)
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-    return url
+    for name in ("EVENTSTORE_CATCH_UP_MIN_LAG", "EVENTSTORE_CATCH_UP_MAX_DELAY"):
+        monkeypatch.delenv(name, raising=False)  # the defaults: 100 events, 5 seconds
+    yield url
+    cached = runtime._event_stores.pop(url, None)
+    if cached is not None:
+        cached.log.engine.dispose()
+
+
+def statuses() -> dict[str, ProjectionStatus]:
+    """Each projection's checkpoint, lag and state, as the container's event store sees them."""
+    return {s.name: s for s in runtime.event_store().runner.status()}
+
+
+def catalog_keys() -> list[str]:
+    """The keys the object catalog holds now (without catching it up)."""
+    return [e.key for e in catalog_entries(runtime.event_store().log.engine)]
 
 
 def test_budget_follows_the_remaining_time() -> None:
@@ -68,16 +86,23 @@ def test_budget_follows_the_remaining_time() -> None:
 def test_nearly_expired_invocation_stores_the_batch_but_defers_catch_up(db_url: str) -> None:
     response = ingest.handler(_sqs_event(3), LambdaContext(remaining_ms=1_000))
     assert response == {"batchItemFailures": []}
-    status = {s.name: s for s in ProjectionRunner(runtime.store()).status()}
-    assert status["object_catalog"].position == 3  # inline: part of the append
-    assert status["principal_activity"].state == "new"  # no time left to build it
+    assert runtime.event_store().log.head_position() == 3
+    status = statuses()
+    # The append wrote the log only; no time was left to build any projection, the catalog
+    # included (a fresh database holds the catalog's seeded version-1 checkpoint: "outdated").
+    assert set(status) == {"object_catalog", "principal_activity"}
+    assert {(s.position, s.lag) for s in status.values()} == {(0, 3)}
+    assert all(s.state in ("new", "outdated") for s in status.values()), status
+    assert catalog_keys() == []
 
 
 def test_invocation_with_time_catches_projections_up(db_url: str) -> None:
     ingest.handler(_sqs_event(4), LambdaContext(remaining_ms=60_000))
-    status = {s.name: s for s in ProjectionRunner(runtime.store()).status()}
+    status = statuses()
+    assert set(status) == {"object_catalog", "principal_activity"}
     assert {s.state for s in status.values()} == {"live"}
     assert {s.position for s in status.values()} == {4}
+    assert catalog_keys() == [f"in/{i}.json" for i in range(4)]
 
 
 def _sqs_event_from(start: int, count: int) -> dict[str, object]:
@@ -90,22 +115,37 @@ def _sqs_event_from(start: int, count: int) -> dict[str, object]:
 def test_small_lag_waits_for_a_later_invocation(db_url: str) -> None:
     ingest.handler(_sqs_event(2), LambdaContext(remaining_ms=60_000))  # builds everything
     ingest.handler(_sqs_event_from(2, 3), LambdaContext(remaining_ms=60_000))
-    status = {s.name: s for s in ProjectionRunner(runtime.store()).status()}
-    assert status["object_catalog"].position == 5  # inline, never waits
-    assert (status["principal_activity"].state, status["principal_activity"].position) == (
-        "behind",
-        2,
-    )
+    assert runtime.event_store().log.head_position() == 5  # the log has the batch...
+    status = statuses()
+    # ...and every projection, the catalog too, waits: 3 < 100 events behind, caught up
+    # less than 5 seconds ago.
+    assert {name: (s.state, s.position, s.lag) for name, s in status.items()} == {
+        "object_catalog": ("behind", 2, 3),
+        "principal_activity": ("behind", 2, 3),
+    }
+    assert catalog_keys() == ["in/0.json", "in/1.json"]
 
 
 def test_lag_threshold_and_delay_are_settings(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EVENTSTORE_CATCH_UP_MIN_LAG", "3")
     ingest.handler(_sqs_event(2), LambdaContext(remaining_ms=60_000))
-    ingest.handler(_sqs_event_from(2, 3), LambdaContext(remaining_ms=60_000))  # lag 3: go
-    status = {s.name: s for s in ProjectionRunner(runtime.store()).status()}
-    assert status["principal_activity"].position == 5
+    ingest.handler(_sqs_event_from(2, 2), LambdaContext(remaining_ms=60_000))  # lag 2: wait
+    assert {s.position for s in statuses().values()} == {2}
+    ingest.handler(_sqs_event_from(4, 1), LambdaContext(remaining_ms=60_000))  # lag 3: go
+    assert {s.position for s in statuses().values()} == {5}
     monkeypatch.setenv("EVENTSTORE_CATCH_UP_MIN_LAG", "100")
     monkeypatch.setenv("EVENTSTORE_CATCH_UP_MAX_DELAY", "0")
     ingest.handler(_sqs_event_from(5, 1), LambdaContext(remaining_ms=60_000))  # too old: go
-    status = {s.name: s for s in ProjectionRunner(runtime.store()).status()}
-    assert status["principal_activity"].position == 6
+    assert {s.position for s in statuses().values()} == {6}
+    assert catalog_keys() == [f"in/{i}.json" for i in range(6)]
+
+
+def test_with_no_lag_threshold_every_invocation_catches_up(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVENTSTORE_CATCH_UP_MIN_LAG", "0")
+    for start in range(3):
+        ingest.handler(_sqs_event_from(start, 1), LambdaContext(remaining_ms=60_000))
+        status = statuses()
+        assert {(s.state, s.position) for s in status.values()} == {("live", start + 1)}
+        assert catalog_keys() == [f"in/{i}.json" for i in range(start + 1)]

@@ -1,4 +1,5 @@
-"""The ingest consumer on a real SQLite file: partial batch failures, redelivery, DB errors."""
+"""The ingest consumer on a real SQLite file: partial batch failures, redelivery, DB errors,
+and the object catalog caught up after the append (the append stores only the log)."""
 
 import io
 import json
@@ -10,8 +11,11 @@ from typing import Any
 
 import pytest
 
-from consumers import ingest
+from consumers import ingest, runtime
+from eventstore.core.objectstate import CatalogEntry
 from eventstore.errors import StorageError
+from eventstore.projections.catalog import catalog_entries
+from eventstore.projections.runner import ProjectionRunner
 from eventstore.store.database import create_engine
 from eventstore.store.sql import SqlEventStore
 from tests.conftest import load_event
@@ -26,11 +30,18 @@ from tests.notification_factory import notification
 
 
 @pytest.fixture
-def db_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A SQLite file of its own for this test (the consumer keeps one store per URL)."""
+def db_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A SQLite file of its own for this test (the consumer keeps one store per URL), with
+    the default catch-up thresholds (100 events, 5 seconds) unless the test sets others."""
     path = tmp_path / "handler.db"
-    monkeypatch.setenv("EVENTSTORE_DB_URL", f"sqlite:///{path}")
-    return path
+    url = f"sqlite:///{path}"
+    monkeypatch.setenv("EVENTSTORE_DB_URL", url)
+    for name in ("EVENTSTORE_CATCH_UP_MIN_LAG", "EVENTSTORE_CATCH_UP_MAX_DELAY"):
+        monkeypatch.delenv(name, raising=False)
+    yield path
+    cached = runtime._event_stores.pop(url, None)
+    if cached is not None:
+        cached.log.engine.dispose()
 
 
 @pytest.fixture
@@ -73,6 +84,16 @@ def event_ids(store: SqlEventStore) -> list[str]:
     return [s.event.event_id for s in store.read()]
 
 
+def catalog(store: SqlEventStore) -> dict[str, CatalogEntry]:
+    """The object catalog as it stands (not caught up here), deleted keys included."""
+    return {e.key: e for e in catalog_entries(store.engine, include_deleted=True)}
+
+
+def catalog_status(store: SqlEventStore) -> tuple[str, int]:
+    (status,) = [s for s in ProjectionRunner(store).status() if s.name == "object_catalog"]
+    return status.state, status.position
+
+
 def test_a_good_batch_is_stored_and_nothing_is_reported(
     db_file: Path, reader: SqlEventStore, log_stream: io.StringIO
 ) -> None:
@@ -92,15 +113,44 @@ def test_a_good_batch_is_stored_and_nothing_is_reported(
     assert reader.verify().ok
 
 
-def test_the_catalog_is_updated_in_the_same_invocation(
-    db_file: Path, reader: SqlEventStore
+def test_with_no_lag_tolerated_the_catalog_catches_up_in_the_same_invocation(
+    db_file: Path, reader: SqlEventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("EVENTSTORE_CATCH_UP_MIN_LAG", "0")
     ingest.handler(load_event("sqs_sns_batch_realistic.json"), context())
-    objects = {o.key: o for o in reader.objects(include_deleted=True)}
+    objects = catalog(reader)
     assert objects["orders/2026/03/01/order-7781.json"].size == 2419
     assert not objects["orders/2026/03/01/order-7781.json"].deleted
     assert objects["orders/2026/03/01/order 7782 (draft).json"].deleted
     assert objects["customers/müller/café receipt.pdf"].size == 66012
+    assert catalog_status(reader) == ("live", 7)
+    # Every invocation catches up, however small its batch.
+    ingest.handler(load_event("sqs_sns_put.json"), context("second-invocation"))
+    assert catalog(reader)["invoices/2026/03/inv-1042.pdf"].size is not None
+    assert catalog_status(reader) == ("live", 8)
+
+
+def test_a_small_batch_is_in_the_log_at_once_and_in_the_catalog_when_its_delay_is_due(
+    db_file: Path, reader: SqlEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (A delay long enough that a slow machine cannot make it pass by itself.)
+    monkeypatch.setenv("EVENTSTORE_CATCH_UP_MAX_DELAY", "60")
+    # The first invocation builds the projections (they are new); the catalog is then live.
+    ingest.handler(load_event("sqs_sns_batch_realistic.json"), context("first-invocation"))
+    assert catalog_status(reader) == ("live", 7)
+    # A batch of one event, 1 < 100 events behind, caught up less than 60 s ago: the append
+    # stores it in the log and the catalog waits for a later invocation.
+    response = ingest.handler(load_event("sqs_sns_put.json"), context("second-invocation"))
+    assert response == {"batchItemFailures": []}
+    assert [s.event.key for s in reader.read()][-1] == "invoices/2026/03/inv-1042.pdf"
+    assert catalog_status(reader) == ("behind", 7)
+    assert "invoices/2026/03/inv-1042.pdf" not in catalog(reader)
+    # Once the delay has passed (here: no delay allowed), the next invocation catches up,
+    # even one with nothing to append.
+    monkeypatch.setenv("EVENTSTORE_CATCH_UP_MAX_DELAY", "0")
+    assert ingest.handler({"Records": []}, context("third-invocation")) == {"batchItemFailures": []}
+    assert catalog_status(reader) == ("live", 8)
+    assert not catalog(reader)["invoices/2026/03/inv-1042.pdf"].deleted
 
 
 def test_partial_failure_names_only_the_bad_messages(
@@ -209,13 +259,15 @@ def test_a_database_error_raises_and_stores_nothing(db_file: Path, reader: SqlEv
         ingest.handler(batch, context())
     # Then not even the first row was kept: the batch is all or nothing
     assert list(reader.read()) == []
-    assert reader.objects(include_deleted=True) == []
+    assert catalog(reader) == {}
+    assert catalog_status(reader) == ("live", 0)
     # and once the database is healthy, SQS's redelivery of the batch stores it all
     with sqlite3.connect(db_file) as connection:
         connection.execute("DROP TRIGGER fail_second_row")
     connection.close()
     assert ingest.handler(batch, context()) == {"batchItemFailures": []}
-    assert len(list(reader.read())) == 7
+    assert [s.position for s in reader.read()] == list(range(1, 8))
+    assert reader.verify().ok
 
 
 def test_a_database_without_its_events_table_raises(db_file: Path) -> None:

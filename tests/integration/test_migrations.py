@@ -13,6 +13,9 @@ from alembic.script import ScriptDirectory
 import migrations
 from eventstore.store.database import create_engine, current_revision, upgrade_schema
 from eventstore.store.schema import SCHEMA_REVISION, metadata
+from eventstore.store.sql import SqlEventStore
+from eventstore.wiring import event_store_on
+from tests.notification_factory import new_events, put_records
 
 
 def script_directory() -> ScriptDirectory:
@@ -59,10 +62,16 @@ def test_upgrade_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
     try:
         upgrade_schema(engine)
         with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO projection_checkpoints (name, version, position, updated_at)"
+                    " VALUES ('object_catalog', 202, 0, '2026-11-29 00:00:00.000000')"
+                )
+            )
             checkpoints = connection.execute(
                 sa.text("SELECT name, version, position FROM projection_checkpoints")
             ).all()
-        assert ("object_catalog", 1, 0) in [tuple(row) for row in checkpoints]
+        assert [tuple(row) for row in checkpoints] == [("object_catalog", 202, 0)]
         assert upgrade_schema(engine) == SCHEMA_REVISION
         with engine.connect() as connection:
             again = connection.execute(
@@ -110,3 +119,62 @@ def test_the_comparison_would_see_a_drift(tmp_path: Path) -> None:
     assert any(d[0] == "add_column" and d[2] == "events" and d[3].name == "bucket_owner"
                for d in flat)  # fmt: skip
     assert any(d[0] == "modify_type" and d[3] == "size" for d in flat)
+
+
+def _upgrade_to(engine: sa.Engine, revision: str) -> None:
+    from alembic import command
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def test_a_database_of_the_previous_release_upgrades_and_rebuilds_its_catalog(
+    tmp_path: Path,
+) -> None:
+    # Given a database at the previous release's revision, with events, a version-1 catalog
+    # and the retired prefix_stats projection's copy tables and checkpoint
+    engine = create_engine(f"sqlite:///{tmp_path / 'previous.db'}")
+    try:
+        _upgrade_to(engine, "20261124_0003")
+        log = SqlEventStore(engine)
+        log.append(new_events(put_records("b", [f"logs/2026/{i}.txt" for i in range(12)])))
+        with engine.begin() as connection:
+            connection.execute(sa.text("CREATE TABLE prefix_stats_objects (bucket TEXT)"))
+            connection.execute(sa.text("CREATE TABLE prefix_stats_versions (bucket TEXT)"))
+            connection.execute(
+                sa.text(
+                    "INSERT INTO projection_checkpoints (name, version, position, updated_at)"
+                    " VALUES ('prefix_stats', 102, 12, '2026-11-24 00:00:00.000000')"
+                )
+            )
+            connection.execute(sa.text("UPDATE projection_checkpoints SET position = 12"))
+        head_before = log.verify().head_hash
+
+        # When it is upgraded and the projections catch up
+        assert upgrade_schema(engine) == SCHEMA_REVISION
+        inspector = sa.inspect(engine)
+        index_names = {i["name"] for i in inspector.get_indexes("events")}
+        tables = set(inspector.get_table_names())
+        event_store = event_store_on(log)
+        assert event_store.status("object_catalog").state == "outdated"
+        reports = event_store.catch_up()
+
+        # Then the index and the retired tables are gone, the chain verifies as before, and
+        # the catalog is rebuilt at its new version with the prefix statistics it now keeps
+        assert "ix_events_bucket_event_time" not in index_names
+        assert not {"prefix_stats_objects", "prefix_stats_versions"} & tables
+        assert all(r.error is None for r in reports)
+        assert log.verify().ok and log.verify().head_hash == head_before
+        status = event_store.status("object_catalog")
+        assert (status.state, status.live_version, status.position) == ("live", 202, 12)
+        with engine.connect() as connection:
+            stats = connection.execute(sa.text("SELECT prefix, objects FROM prefix_stats")).all()
+            names = connection.execute(sa.text("SELECT name FROM projection_checkpoints")).all()
+        assert [tuple(r) for r in stats] == [("logs/2026/", 12)]
+        assert "prefix_stats" not in {n for (n,) in names}
+        assert len(list(event_store.objects())) == 12
+    finally:
+        engine.dispose()

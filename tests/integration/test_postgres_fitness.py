@@ -2,6 +2,7 @@
 container gets (pool, no session state for RDS Proxy, timeouts), what a lost connection does,
 and the whole command line against a PostgreSQL URL."""
 
+import faulthandler
 import json
 import threading
 import time
@@ -18,11 +19,17 @@ from alembic.migration import MigrationContext
 from consumers import runtime
 from consumers.ingest import handler
 from eventstore.cli import main as cli
+from eventstore.core.objectstate import CatalogEntry
 from eventstore.errors import ConfigurationError, StorageError
-from eventstore.projections.catalog import ObjectCatalogProjection, _postgres_select
-from eventstore.store.database import create_engine, upgrade_schema
+from eventstore.projections.catalog import (
+    ObjectCatalogProjection,
+    _postgres_select,
+    catalog_entries,
+)
+from eventstore.projections.runner import ProjectionRunner
+from eventstore.store.database import APPEND_LOCK_ID, create_engine, upgrade_schema
 from eventstore.store.schema import SCHEMA_REVISION, metadata, object_catalog, object_versions
-from eventstore.store.sql import APPEND_LOCK_ID, SqlEventStore
+from eventstore.store.sql import SqlEventStore
 from tests.helpers import LambdaContext
 from tests.notification_factory import (
     T0,
@@ -44,8 +51,16 @@ def admin(postgres_url: str) -> Iterator[psycopg.Connection]:
         yield connection
 
 
-def catalog_store(url: str) -> SqlEventStore:
-    return SqlEventStore(create_engine(url), projections=[ObjectCatalogProjection()])
+def log_store(url: str) -> SqlEventStore:
+    """The log alone, as every append path uses it: it knows no projection."""
+    return SqlEventStore(create_engine(url))
+
+
+def caught_up_catalog(store: SqlEventStore, *, include_deleted: bool = False) -> list[CatalogEntry]:
+    """The object catalog once the runner has caught it up with the log."""
+    reports = ProjectionRunner(store, [ObjectCatalogProjection()]).catch_up()
+    assert [(r.name, r.caught_up, r.error) for r in reports] == [("object_catalog", True, None)]
+    return list(catalog_entries(store.engine, include_deleted=include_deleted))
 
 
 # -- the schema ---------------------------------------------------------------------------
@@ -156,7 +171,7 @@ def test_the_engine_holds_one_connection_or_none(
 def test_appends_leave_no_session_state_behind(postgres_url: str) -> None:
     """What would pin an RDS Proxy connection: settings changed for the session, prepared
     statements, advisory locks held past the transaction. None may outlive an append."""
-    store = catalog_store(postgres_url)
+    store = log_store(postgres_url)
     try:
         for batch in range(12):  # psycopg would prepare a statement after 5 runs by default
             store.append(new_events(put_records("b", [f"k{batch}"], start=batch)))
@@ -187,7 +202,7 @@ def test_appends_are_read_committed_even_if_the_server_default_is_not(
     admin.execute(
         f"ALTER DATABASE \"{database}\" SET default_transaction_isolation = 'repeatable read'"
     )
-    store = catalog_store(postgres_url)
+    store = log_store(postgres_url)
     try:
         with store.write() as connection:
             isolation = connection.execute(sa.text("SHOW transaction_isolation")).scalar()
@@ -200,7 +215,7 @@ def test_an_append_waiting_too_long_for_the_lock_fails_whole(
     postgres_url: str, admin: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("EVENTSTORE_DB_LOCK_TIMEOUT", "200ms")
-    store = catalog_store(postgres_url)
+    store = log_store(postgres_url)
     try:
         with admin.transaction():
             admin.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_ID,))
@@ -210,6 +225,33 @@ def test_an_append_waiting_too_long_for_the_lock_fails_whole(
             assert time.monotonic() - started < 5
         assert store.head_position() == 0
         assert store.append(new_events(put_records("b", ["a", "b"]))).appended == 2
+    finally:
+        store.engine.dispose()
+
+
+def test_a_batch_of_1000_events_of_about_1_mb_appends_without_hanging(postgres_url: str) -> None:
+    """A large INSERT must not be pipelined with its COMMIT: psycopg's pipeline mode can hang
+    once a message outgrows the socket buffers (psycopg #685). A hang fails the test, with
+    every thread's traceback, instead of blocking the suite."""
+    records = put_records("big", [f"large/{i:04d}.bin" for i in range(1000)], padding=1000)
+    batch = new_events(records)
+    assert len(batch) == 1000
+    assert sum(len(json.dumps(r)) for r in records) >= 1_000_000
+    store = log_store(postgres_url)
+    faulthandler.dump_traceback_later(60, exit=True)
+    try:
+        result = store.append(batch)
+        again = store.append(batch)  # the known-id check alone, with ~1 MB of records again
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    try:
+        assert (result.appended, result.duplicates) == (1000, 0)
+        assert sum(len(s.record_json) for s in result.stored) >= 1_000_000
+        assert (again.appended, again.duplicates) == (0, 1000)
+        log = list(store.read())
+        assert [s.position for s in log] == list(range(1, 1001))
+        assert {s.event.event_id for s in log} == {e.event_id for e in batch}
+        assert store.verify().ok
     finally:
         store.engine.dispose()
 
@@ -234,7 +276,7 @@ def _waiting_for_append_lock(admin: psycopg.Connection, timeout: float = 10.0) -
 def test_a_connection_lost_mid_append_stores_nothing_and_a_retry_stores_all(
     postgres_url: str, admin: psycopg.Connection
 ) -> None:
-    store = catalog_store(postgres_url)
+    store = log_store(postgres_url)
     batch = new_events(put_records("b", ["x/1", "x/2", "x/3"]))
     outcome: dict[str, Any] = {}
 
@@ -256,12 +298,14 @@ def test_a_connection_lost_mid_append_stores_nothing_and_a_retry_stores_all(
         assert isinstance(outcome.get("error"), StorageError), outcome
         assert "nothing was stored" in str(outcome["error"])
         assert store.head_position() == 0
-        assert store.objects(include_deleted=True) == []
+        assert caught_up_catalog(store, include_deleted=True) == []
 
         retried = store.append(batch)  # the engine replaces the dead connection
 
-        assert retried.appended == 3
-        assert [e.key for e in store.objects()] == ["x/1", "x/2", "x/3"]
+        assert (retried.appended, retried.duplicates) == (3, 0)
+        assert [s.position for s in store.read()] == [1, 2, 3]
+        assert list(catalog_entries(store.engine)) == []  # the append stores only the log
+        assert [e.key for e in caught_up_catalog(store)] == ["x/1", "x/2", "x/3"]
         assert store.verify().ok
     finally:
         store.engine.dispose()
@@ -272,7 +316,7 @@ def test_a_connection_dropped_between_invocations_is_replaced_silently(
 ) -> None:
     # A pooled connection is pinged once it has been idle this long: here, always.
     monkeypatch.setenv("EVENTSTORE_DB_IDLE_PING_SECONDS", "0")
-    store = catalog_store(postgres_url)
+    store = log_store(postgres_url)
     try:
         store.append(new_events(put_records("b", ["a"])))
         with store.engine.connect() as connection:
@@ -315,16 +359,20 @@ def test_the_lambda_handler_fails_the_whole_invocation_when_the_database_is_lost
             thread.join(timeout=10)
         # Not a partial response: the invocation fails, so SQS delivers the batch again.
         assert isinstance(outcome.get("error"), StorageError), outcome
-        assert runtime.store().head_position() == 3
+        log = runtime.event_store().log
+        assert log.head_position() == 3
 
         assert handler(second, LambdaContext()) == {"batchItemFailures": []}  # the redelivery
-        assert runtime.store().head_position() == 6
+        assert log.head_position() == 6
         assert handler(second, LambdaContext()) == {"batchItemFailures": []}  # and once more
-        assert runtime.store().head_position() == 6
+        assert log.head_position() == 6
+        assert log.verify().ok
+        # The catalog, caught up after the invocations, holds each key once.
+        assert [e.key for e in caught_up_catalog(log)] == [f"k{i}" for i in range(6)]
     finally:
-        cached = runtime._stores.pop(postgres_url, None)
+        cached = runtime._event_stores.pop(postgres_url, None)
         if cached is not None:
-            cached.engine.dispose()
+            cached.log.engine.dispose()
 
 
 # -- every command against PostgreSQL ------------------------------------------------------
@@ -396,17 +444,24 @@ def test_every_command_works_against_postgres(
 
         code, out = _run(capsys, *db, "projections", "list", "--format", "json")
         names = {r["name"] for r in json.loads(out)}
-        assert {"object_catalog", "prefix_stats", "principal_activity"} <= names
-        assert _run(capsys, *db, "projections", "catch-up")[0] == 0
+        assert {"object_catalog", "principal_activity"} <= names
+        assert "prefix_stats" not in names  # kept by the catalog's fold now
+        # `ingest` caught the projections up after its append (read-your-writes).
         code, out = _run(capsys, *db, "projections", "status", "--format", "json")
         assert {(r["name"], r["state"], r["lag"]) for r in json.loads(out)} == {
             (name, "live", 0) for name in names
         }
+        assert _run(capsys, *db, "projections", "catch-up")[0] == 0
         assert _run(capsys, *db, "projections", "rebuild", "object_catalog")[0] == 0
         assert _run(capsys, *db, "projections", "rebuild", "--all")[0] == 0
-        assert _run(capsys, *db, "projections", "rebuild", "prefix_stats", "--dry-run")[0] == 0
+        assert _run(capsys, *db, "projections", "rebuild", "object_catalog", "--dry-run")[0] == 0
         code, out = _run(capsys, *db, "projections", "show", "prefix_stats", "--format", "json")
-        assert code == 0 and json.loads(out)
+        assert code == 0
+        assert {(r["bucket"], r["prefix"], r["objects"]) for r in json.loads(out)} == {
+            ("media", "docs/", 1), ("media", "photos/été 2026/", 1),
+        }  # fmt: skip
+        code, out = _run(capsys, *db, "projections", "show", "object_catalog", "--format", "json")
+        assert code == 0 and len(json.loads(out)) == 3  # the deleted key has its row too
         assert _run(capsys, *db, "replay", "--from", "log", "--prefix", "photos/")[0] == 0
         assert _run(capsys, *db, "replay", "--from", "log")[0] == 0
         code, out = _run(capsys, *db, "objects", "--format", "json")
@@ -416,14 +471,17 @@ def test_every_command_works_against_postgres(
         ]
 
         code, out = _run(capsys, *db, "verify", "--format", "json")
-        assert code == 0 and json.loads(out)[0]["checked"] == 4
+        (report,) = json.loads(out)
+        assert code == 0 and report["checked"] == 4 and report["ok"]
+        anchor = f"{report['head_position']}:{report['head_hash']}"
+        assert _run(capsys, *db, "verify", "--anchor", anchor)[0] == 0
 
 
 def test_catalog_lookups_use_the_index_before_the_table_is_analysed(
     admin: psycopg.Connection,
 ) -> None:
-    # A young catalog has no statistics yet; the lookups an append makes under its lock must
-    # still be one index probe per key, not a scan of the whole bucket.
+    # A young catalog has no statistics yet; the lookups the catalog's catch-up makes for
+    # each chunk's keys must still be one index probe per key, not a scan of the whole bucket.
     admin.execute(
         "INSERT INTO object_catalog (bucket, key, version_id, size, etag, sequencer,"
         " last_event_name, last_event_time, last_event_version_id, last_position, deleted)"
@@ -431,7 +489,8 @@ def test_catalog_lookups_use_the_index_before_the_table_is_analysed(
         " FROM generate_series(1, 5000) AS i"
     )
     keys = [f"k{i}" for i in range(1, 11)]
-    for sql in (_postgres_select(object_catalog), _postgres_select(object_versions)):
+    for table in (object_catalog, object_versions):
+        sql = _postgres_select(table.name, tuple(table.c.keys()))
         plan = "\n".join(row[0] for row in admin.execute("EXPLAIN ANALYZE " + sql, (keys, "b")))
         assert "Index Scan" in plan, plan
         assert "Rows Removed by Filter" not in plan, plan
