@@ -14,11 +14,13 @@ BATCH_EVENTS = 1000  # events per transaction when ingesting a long stream
 
 @dataclass(slots=True)
 class IngestSummary:
-    """Counts of S3 event records (received, appended, duplicates, skipped) and failed messages."""
+    """Counts of S3 event records (received, appended, duplicates, of those the conflicts,
+    skipped) and failed messages."""
 
     received: int = 0
     appended: int = 0
     duplicates: int = 0
+    conflicts: int = 0  # duplicates whose size or etag differ from the stored event's
     skipped: int = 0
     failed: int = 0
     last_position: int | None = None  # of the newest event stored, if any
@@ -29,6 +31,7 @@ class IngestSummary:
             "received": self.received,
             "appended": self.appended,
             "duplicates": self.duplicates,
+            "conflicts": self.conflicts,
             "skipped": self.skipped,
             "failed": self.failed,
         }
@@ -80,6 +83,7 @@ def _flush(
     result = log.append(pending, correlation_id=correlation_id)
     summary.appended += result.appended
     summary.duplicates += result.duplicates
+    summary.conflicts += result.conflicts
     if result.stored:
         summary.last_position = result.stored[-1].position
 

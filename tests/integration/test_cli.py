@@ -82,14 +82,14 @@ def keys_of(rows: list[dict[str, Any]]) -> list[str]:
 
 def test_ingest_prints_the_summary(run: Run) -> None:
     assert run.ingest("sqs_sns_batch_realistic.json") == {
-        "received": 9, "appended": 7, "duplicates": 1, "skipped": 1, "failed": 0,
+        "received": 9, "appended": 7, "duplicates": 1, "conflicts": 0, "skipped": 1, "failed": 0,
     }  # fmt: skip
 
 
 def test_ingest_again_appends_nothing(run: Run) -> None:
     run.ingest("sqs_sns_batch_realistic.json")
     assert run.ingest("sqs_sns_batch_realistic.json") == {
-        "received": 9, "appended": 0, "duplicates": 8, "skipped": 1, "failed": 0,
+        "received": 9, "appended": 0, "duplicates": 8, "conflicts": 0, "skipped": 1, "failed": 0,
     }  # fmt: skip
 
 
@@ -103,7 +103,9 @@ def test_ingest_the_same_change_in_every_form_stores_it_once(run: Run) -> None:
         "eventbridge_object_created_put.json",
         "sqs_eventbridge_put.json",
     )
-    assert summary == {"received": 7, "appended": 1, "duplicates": 6, "skipped": 0, "failed": 0}
+    assert summary == {
+        "received": 7, "appended": 1, "duplicates": 6, "conflicts": 0, "skipped": 0, "failed": 0,
+    }  # fmt: skip
 
 
 def test_ingest_every_fixture(run: Run) -> None:
@@ -127,6 +129,7 @@ def test_ingest_from_stdin_and_json_lines(run: Run, monkeypatch: pytest.MonkeyPa
         "received": 3,
         "appended": 2,
         "duplicates": 0,
+        "conflicts": 0,
         "skipped": 1,
         "failed": 0,
     }
@@ -475,7 +478,7 @@ def test_the_installed_console_script(tmp_path: Path) -> None:
     )  # fmt: skip
     assert ingest.returncode == 0, ingest.stderr
     assert json.loads(ingest.stdout) == {
-        "received": 9, "appended": 7, "duplicates": 1, "skipped": 1, "failed": 0,
+        "received": 9, "appended": 7, "duplicates": 1, "conflicts": 0, "skipped": 1, "failed": 0,
     }  # fmt: skip
     history = subprocess.run(
         [str(script), "--db", url, "history", "--format", "jsonl",

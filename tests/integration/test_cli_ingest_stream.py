@@ -75,7 +75,7 @@ def test_a_line_that_is_not_utf8_fails_alone(
     # Then that line fails alone, named by its number and why; the others are stored
     assert code == 1
     assert json.loads(out) == {
-        "received": 2, "appended": 2, "duplicates": 0, "skipped": 0, "failed": 1,
+        "received": 2, "appended": 2, "duplicates": 0, "conflicts": 0, "skipped": 0, "failed": 1,
     }  # fmt: skip
     assert f"failed message {name}:2: line 2 is not UTF-8 (byte 0xe9 at column 29)" in err
     assert "Traceback" not in err
@@ -151,7 +151,7 @@ def test_an_interrupted_ingest_completes_exactly_once_when_run_again(
     assert code == 0
     assert json.loads(out) == {
         "received": total, "appended": total - ingest.BATCH_EVENTS,
-        "duplicates": ingest.BATCH_EVENTS, "skipped": 0, "failed": 0,
+        "duplicates": ingest.BATCH_EVENTS, "conflicts": 0, "skipped": 0, "failed": 0,
     }  # fmt: skip
     events = run.json("events")
     assert len({e["event_id"] for e in events}) == len(events) == total

@@ -143,3 +143,23 @@ def test_a_query_on_a_projection_that_is_behind_says_so(event_store: EventStore,
     assert run_cli(url, "projections", "catch-up")[0] == 0
     code, out, err = run_cli(url, "objects", "--format", "json")
     assert len(json.loads(out)) == 3 and err == ""
+
+
+def test_ingest_counts_a_conflicting_duplicate(url: str, tmp_path: object) -> None:
+    from pathlib import Path
+
+    from tests.notification_factory import notification
+
+    folder = Path(str(tmp_path))
+    first = s3_record("b", "k", sequencer="0A", size=10, etag="e1")
+    forged = s3_record("b", "k", sequencer="0A", size=99, etag="e2")
+    (folder / "first.json").write_text(json.dumps(notification([first])))
+    (folder / "forged.json").write_text(json.dumps(notification([forged])))
+    assert run_cli(url, "ingest", str(folder / "first.json"))[0] == 0
+
+    code, out, _ = run_cli(url, "ingest", str(folder / "forged.json"))
+
+    assert code == 0
+    assert json.loads(out) == {
+        "received": 1, "appended": 0, "duplicates": 1, "conflicts": 1, "skipped": 0, "failed": 0,
+    }  # fmt: skip
