@@ -497,6 +497,15 @@ def cold_starts(runs: int, workdir: Path) -> dict[str, float]:
 Runner = Callable[[Path, list[dict[str, Any]], int], float]
 
 
+def _written_bytes() -> int:
+    """Bytes this process caused to be written to storage (Linux /proc/self/io), WAL,
+    checkpoints and fsyncs included: the write amplification of a contender."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -542,17 +551,24 @@ def main(argv: list[str] | None = None) -> int:
         "eventsourcing": run_eventsourcing,
     }
     rates: dict[int, dict[str, float]] = {}
+    written: dict[int, dict[str, float]] = {}
     for batch in BATCH_SIZES:
         samples: dict[str, list[float]] = {name: [] for name in contenders}
+        bytes_per_event: dict[str, list[float]] = {name: [] for name in contenders}
         for run in range(repeat):
             for number, (name, runner) in enumerate(contenders.items()):
                 workdir = base / f"b{batch}-r{run}-{number}"
                 workdir.mkdir()
+                before = _written_bytes()
                 samples[name].append(len(records) / runner(workdir, records, batch))
+                bytes_per_event[name].append((_written_bytes() - before) / len(records))
         rates[batch] = {name: statistics.median(values) for name, values in samples.items()}
+        written[batch] = {n: statistics.median(v) for n, v in bytes_per_event.items()}
 
     print()
-    print(f"{'batch':>5}  {'contender':<24} {'events/s':>9} {'ours/this':>10}")
+    print(
+        f"{'batch':>5}  {'contender':<24} {'events/s':>9} {'ours/this':>10} {'KB written/ev':>14}"
+    )
     for batch, r in rates.items():
         for name, rate in r.items():
             ratios = (
@@ -560,7 +576,8 @@ def main(argv: list[str] | None = None) -> int:
                 if name.startswith("ours")
                 else "  ".join(f"{r[ours] / rate:.2f}" for ours in r if ours.startswith("ours"))
             )
-            print(f"{batch:>5}  {name:<24} {rate:>9.0f} {ratios:>10}")
+            kb = written[batch][name] / 1024
+            print(f"{batch:>5}  {name:<24} {rate:>9.0f} {ratios:>10} {kb:>14.1f}")
     print("ours/this: (all projections)  (catalog only)")
     print("targets: ours/eventsourcing >= 2.00 and ours/raw >= 0.50 at both batch sizes")
     if args.prefill:
@@ -597,7 +614,10 @@ def main(argv: list[str] | None = None) -> int:
             )
     if args.json:
         args.json.write_text(
-            json.dumps({"events": events, "rates": rates, "startup": startup}, indent=2)
+            json.dumps(
+                {"events": events, "rates": rates, "written": written, "startup": startup},
+                indent=2,
+            )
         )
     return 0
 

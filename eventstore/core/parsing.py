@@ -6,13 +6,14 @@ parses into a Delivery (its events, and how many records were skipped) or raises
 MalformedMessageError naming the reason.
 """
 
+import itertools
 import json
 import logging
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote_plus
 
 from eventstore.core.eventbridge import event_name_for, is_eventbridge_s3_event
@@ -642,3 +643,108 @@ def envelopes_of_file(text: str, *, name: str) -> Iterator[Envelope]:
             yield Envelope(document_id, document.text, Source.SQS)
         else:
             yield from split_document(document, default_id=document_id)
+
+
+# A line, or a file that is one document, is at most this long: a Lambda event (the largest
+# document ingest accepts whole) is under Lambda's 6 MB payload limit; the rest is slack for
+# a document saved pretty-printed. A longer line fails alone, and memory stays bounded.
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+
+
+def _numbered_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, bytes) of each non-blank line; None for a line over MAX_DOCUMENT_BYTES,
+    which is skipped without being held."""
+    number = 0
+    while line := stream.readline(MAX_DOCUMENT_BYTES + 1):
+        number += 1
+        if len(line) > MAX_DOCUMENT_BYTES and not line.endswith(b"\n"):
+            while (rest := stream.readline(MAX_DOCUMENT_BYTES)) and not rest.endswith(b"\n"):
+                pass
+            yield number, None
+        elif line.strip():
+            yield number, line
+
+
+def envelopes_of_stream(
+    stream: BinaryIO, *, name: str
+) -> Iterator[Envelope | MalformedMessageError]:
+    """The envelopes of a file of notifications, read line by line: JSON lines are parsed one
+    at a time; a file that is one JSON document (up to MAX_DOCUMENT_BYTES, e.g. a Lambda
+    event over several lines) is read whole, and gets the ids envelopes_of_file gives it. A
+    line that cannot be read (not UTF-8, too long) comes out as its failure."""
+    lines = _numbered_lines(stream)
+    head = list(itertools.islice(lines, 2))
+    if not head:
+        return
+    first = _line_text(*head[0], name=name)
+    if len(head) == 1 or not (isinstance(first, str) and _is_json(first)):
+        # One line, or a first line that is not JSON alone: perhaps one document.
+        whole = _read_whole_document(head, lines)
+        if whole is not None:
+            yield from envelopes_of_file(whole, name=name)
+            return
+    for number, line in itertools.chain(head, lines):
+        text = _line_text(number, line, name=name)
+        if isinstance(text, MalformedMessageError):
+            yield text
+        else:
+            yield from _envelopes_of_line(text, f"{name}:{number}")
+
+
+def _read_whole_document(
+    head: list[tuple[int, bytes | None]], lines: Iterator[tuple[int, bytes | None]]
+) -> str | None:
+    """Read on into `head` up to MAX_DOCUMENT_BYTES; the text if it all is one JSON document
+    (else `head` holds what was read, for reading line by line)."""
+    size = sum(len(line or b"") for _, line in head)
+    for numbered in lines:
+        head.append(numbered)
+        size += len(numbered[1] or b"")
+        if numbered[1] is None or size > MAX_DOCUMENT_BYTES:
+            return None
+    if any(line is None for _, line in head):
+        return None
+    try:
+        text = b"".join(line or b"" for _, line in head).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if _is_json(text) else None
+
+
+def _line_text(number: int, line: bytes | None, *, name: str) -> str | MalformedMessageError:
+    line_id = f"{name}:{number}"
+    if line is None:
+        return MalformedMessageError(
+            f"line {number} is longer than {MAX_DOCUMENT_BYTES} bytes", message_id=line_id
+        )
+    try:
+        return line.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as error:
+        return MalformedMessageError(
+            f"line {number} is not UTF-8 (byte 0x{line[error.start]:02x} at column "
+            f"{error.start + 1})",
+            message_id=line_id,
+        )
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def _envelopes_of_line(text: str, line_id: str) -> Iterator[Envelope]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        # As an SQS body the raw text fails alone, as "not JSON", saying where.
+        yield Envelope(line_id, text, Source.SQS)
+        return
+    if "\\u" in text:
+        # It may spell a lone surrogate, which envelopes_of_file turns into a failure of its
+        # own rather than letting it fail the append of a whole batch.
+        yield from envelopes_of_file(text, name=line_id)
+    else:
+        yield from split_document(document, default_id=line_id)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from eventstore import cli, ingest
+from eventstore.core import parsing
 from eventstore.store.sql import SqlEventStore
 from tests.integration.test_cli import Run
 from tests.notification_factory import notification, put_records
@@ -85,7 +86,7 @@ def test_a_line_over_the_size_limit_fails_alone(
     run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a limit on a line's length and JSON lines of which the second is longer
-    monkeypatch.setattr(cli, "MAX_DOCUMENT_BYTES", 4000)
+    monkeypatch.setattr(parsing, "MAX_DOCUMENT_BYTES", 4000)
     lines = json_lines(3).splitlines(keepends=True)
     long_line = b'{"Records": [], "padding": "' + b"x" * 10_000 + b'"}\n'
     path = tmp_path / "long.jsonl"
