@@ -145,7 +145,8 @@ def test_through_eventstore_ingest(
     # Then the command fails (exit 1), counting the failed messages
     assert code == 1
     assert json.loads(out) == {
-        "received": 3, "appended": 3, "duplicates": 0, "conflicts": 0, "skipped": 0, "failed": len(BAD),
+        "received": 3, "appended": 3, "duplicates": 0, "conflicts": 0, "skipped": 0,
+        "failed": len(BAD),
     }  # fmt: skip
     # and names each one with its reason on stderr
     for message_id, (_, expected) in BAD.items():

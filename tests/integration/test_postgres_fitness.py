@@ -404,7 +404,8 @@ def test_every_command_works_against_postgres(
 
         code, out = _run(capsys, *db, "ingest", str(lambda_event))
         assert code == 0 and json.loads(out) == {
-            "received": 4, "appended": 4, "duplicates": 0, "conflicts": 0, "skipped": 0, "failed": 0,
+            "received": 4, "appended": 4, "duplicates": 0, "conflicts": 0, "skipped": 0,
+            "failed": 0,
         }  # fmt: skip
         code, out = _run(capsys, *db, "ingest", str(lambda_event))
         assert json.loads(out)["duplicates"] == 4
