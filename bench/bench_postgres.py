@@ -129,26 +129,54 @@ def handler_writer(
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- Powertools logs and metrics, as on Lambda
     # Imported only now: Powertools binds its log stream to sys.stdout when it is created.
     from consumers.ingest import handler
+    from eventstore.projections.runner import ProjectionRunner
+    from eventstore.store.pg_append import LockHolds
 
     context = _Context()
     if not catch_up:
         context.remaining_ms = 2_000
     handler(lambda_events(writer, 10_000_000, batch, batch)[0], context)  # cold start, untimed
     invocations = lambda_events(writer, 0, count, batch)
+    caught_up = {"seconds": 0.0, "events": 0}
+    original = ProjectionRunner.catch_up
+
+    def timed_catch_up(self: Any, **options: Any) -> Any:
+        started = time.perf_counter()
+        reports = original(self, **options)
+        caught_up["seconds"] += time.perf_counter() - started
+        caught_up["events"] += sum(r.applied for r in reports)
+        return reports
+
+    ProjectionRunner.catch_up = timed_catch_up  # type: ignore[method-assign]
+    LockHolds.enabled, LockHolds.seconds = True, []
     time.sleep(max(0.0, start_at - time.time()))
     began = time.perf_counter()
     for event in invocations:
         response = handler(event, context)
         if response["batchItemFailures"]:
             raise RuntimeError(f"handler failed messages: {response}")
-    return began, time.perf_counter()
+    ended = time.perf_counter()
+    STATS_OF_CHILD.update(lock_holds=list(LockHolds.seconds), **caught_up)
+    return began, ended
+
+
+# What a handler process measured besides its time: the append lock's hold times, and the
+# seconds and events of its catch-ups (sent back with its result).
+STATS_OF_CHILD: dict[str, Any] = {}
+
+
+def handler_job(
+    url: str, writer: int, count: int, batch: int, start_at: float, *, catch_up: bool
+) -> tuple[float, float, dict[str, Any]]:
+    began, ended = handler_writer(url, writer, count, batch, start_at, catch_up=catch_up)
+    return began, ended, dict(STATS_OF_CHILD)
 
 
 def log_writer(
     url: str, writer: int, count: int, batch: int, start_at: float
 ) -> tuple[float, float]:
     """`SqlEventStore.append` with no projections at all: the log alone (parsed events in)."""
-    store = SqlEventStore(create_engine(url), projections=[])
+    store = SqlEventStore(create_engine(url))
     store.append(new_events(records_of(writer, 10_000_000, batch)))  # connect, untimed
     batches = [new_events(records_of(writer, start, batch)) for start in range(0, count, batch)]
     time.sleep(max(0.0, start_at - time.time()))
@@ -156,6 +184,9 @@ def log_writer(
     for parsed in batches:
         store.append(parsed)
     return began, time.perf_counter()
+
+
+LAST_STATS: dict[str, float] = {}  # of the last run_handler: lock hold times, catch-up cost
 
 
 def run_handler(
@@ -176,15 +207,31 @@ def run_handler(
                 pool.apply_async(log_writer, (url, w, per_writer, batch, start_at))
                 if log_only
                 else pool.apply_async(
-                    handler_writer, (url, w, per_writer, batch, start_at), {"catch_up": catch_up}
+                    handler_job, (url, w, per_writer, batch, start_at), {"catch_up": catch_up}
                 )
                 for w in range(writers)
             ]
             spans = [job.get(timeout=600) for job in jobs]
-        elapsed = max(end for _, end in spans) - min(begin for begin, _ in spans)
+        elapsed = max(s[1] for s in spans) - min(s[0] for s in spans)
         engine = create_engine(url)
         try:
             store = SqlEventStore(engine)
+            if catch_up and not log_only:
+                # Catch-up included: the projections end at the head, as after `ingest`.
+                from eventstore.wiring import event_store_on
+
+                started = time.perf_counter()
+                event_store_on(store).catch_up()
+                elapsed += time.perf_counter() - started
+            if not log_only:
+                holds = sorted(h for s in spans for h in s[2]["lock_holds"])
+                seconds = sum(s[2]["seconds"] for s in spans)
+                folded = sum(s[2]["events"] for s in spans)
+                LAST_STATS.update(
+                    lock_hold_median_ms=1000 * holds[len(holds) // 2] if holds else 0.0,
+                    lock_hold_p95_ms=1000 * holds[int(len(holds) * 0.95)] if holds else 0.0,
+                    catch_up_us_per_event=1e6 * seconds / folded if folded else 0.0,
+                )
             head = store.head_position()
             expected = writers * (per_writer + batch)  # the warm-up batch included
             if head != expected or not store.verify().ok:
@@ -509,7 +556,18 @@ def main() -> int:
                         databases, writers, batch, total,
                         catch_up=label == "handler", log_only=label == "log only",
                     )  # fmt: skip
-                    print(f"  {name:<48} {results[name]:>9,.0f} ev/s", flush=True)
+                    extra = ""
+                    if label != "log only" and LAST_STATS:
+                        extra = (
+                            f"  lock held {LAST_STATS['lock_hold_median_ms']:.2f} ms median,"
+                            f" {LAST_STATS['lock_hold_p95_ms']:.2f} ms p95"
+                        )
+                        if label == "handler":
+                            extra += (
+                                f"; catch-up {LAST_STATS['catch_up_us_per_event']:.0f} µs/event"
+                            )
+                        LAST_STATS.clear()
+                    print(f"  {name:<48} {results[name]:>9,.0f} ev/s{extra}", flush=True)
         es10 = results["es Application.save batch 10"]
         recorder10 = results["es recorder.insert_events batch 10"]
         raw10 = results["psycopg executemany batch 10"]

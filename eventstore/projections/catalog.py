@@ -30,7 +30,7 @@ from eventstore.store.bulk import write_rows
 from eventstore.store.schema import object_catalog, object_versions, projection_metadata
 
 _CHUNK = 400  # keys per IN clause: well under SQLite's variable limit
-KEEP_AFTER_FLUSH = 50_000  # keys a fold keeps in memory after a flush; past it, it forgets
+KEEP_AFTER_FLUSH = 25_000  # keys a fold keeps in memory after a flush; past it, it forgets
 
 Key = tuple[str, str]
 Contribution = tuple[int, int]  # (objects, bytes) a key adds to its prefix
@@ -115,9 +115,10 @@ class CatalogFold(Fold):
             event = stored.event
             key = (event.bucket, event.key)
             state = states.get(key)
-            if state is None:
+            if state is None:  # not in the tables either: it contributes nothing yet
                 state = states[key] = ObjectState(event.bucket, event.key)
-            if key not in stored_contribution:
+                stored_contribution.setdefault(key, (0, 0))
+            elif key not in stored_contribution:
                 stored_contribution[key] = _contribution(state.entry())
             slots = state.apply(event, stored.position)
             if slots:

@@ -124,7 +124,7 @@ class ProjectionRunner:
         *,
         chunk: int = 1000,
         rebuild_chunk: int = 5000,
-        flush_bound: int = 100_000,
+        flush_bound: int = 25_000,
     ) -> None:
         if projections is None:
             from eventstore.projections.registry import load_projections

@@ -58,14 +58,14 @@ def write_rows(
         connection.exec_driver_sql(unnest_insert(table, upsert=upsert), tuple(column_arrays(rows)))
         return
     sql, converters = _sqlite_insert(table, upsert, connection.dialect)
-    if any(converters):
-        rows = [
-            tuple(
-                v if convert is None else convert(v)
-                for v, convert in zip(row, converters, strict=True)
-            )
-            for row in rows
-        ]
+    if converters:
+        converted = []
+        for row in rows:
+            values = list(row)
+            for index, convert in converters:
+                values[index] = convert(values[index])
+            converted.append(tuple(values))
+        rows = converted
     connection.exec_driver_sql(sql, rows)
 
 
@@ -82,7 +82,11 @@ def _sqlite_insert(table: sa.Table, upsert: bool, dialect: Dialect) -> tuple[str
     sql = f"INSERT INTO {quote(table.name)} ({', '.join(names)}) VALUES ({slots})"
     if upsert:
         sql += _on_conflict_update(table, quote)
-    converters = [_sqlite_converter(column, dialect) for column in table.columns]
+    converters = [
+        (index, convert)
+        for index, column in enumerate(table.columns)
+        if (convert := _sqlite_converter(column, dialect)) is not None
+    ]
     return sql, converters
 
 
@@ -106,12 +110,9 @@ def sqlite_time(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
-    if value.utcoffset():
+    if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return (
-        f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:"
-        f"{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
-    )
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _on_conflict_update(table: sa.Table, quote: Callable[[str], str]) -> str:
