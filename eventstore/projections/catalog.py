@@ -266,11 +266,13 @@ class _Row:
 
 
 @cache
-def _sqlite_select(table_name: str, columns: tuple[str, ...], count: int) -> str:
+def _sqlite_select(table_name: str, columns: tuple[str, ...], count: int, name: str = "key") -> str:
+    """The rows of one bucket whose `name` is one of `count` values; parameters (bucket,
+    *values)."""
     quote = sqlite_dialect().identifier_preparer.quote
     names = ", ".join(quote(c) for c in columns)
     marks = ", ".join("?" * count)
-    return f"SELECT {names} FROM {quote(table_name)} WHERE bucket = ? AND key IN ({marks})"
+    return f"SELECT {names} FROM {quote(table_name)} WHERE bucket = ? AND {name} IN ({marks})"
 
 
 def states_of_rows(
@@ -311,14 +313,27 @@ def _utc(value: datetime) -> datetime:
 def _load_prefixes(
     connection: Connection, table: sa.Table, prefixes: list[Key]
 ) -> dict[Key, list[int]]:
+    """The stored totals of `prefixes` (bucket, prefix), read through the driver."""
     found: dict[Key, list[int]] = {}
-    for bucket, names in _chunks(prefixes):
-        rows = connection.execute(
-            sa.select(table).where(table.c.bucket == bucket, table.c.prefix.in_(names))
-        )
+    columns = ("bucket", "prefix", "objects", "bytes")
+    postgres = connection.dialect.name == "postgresql"
+    for bucket, names in _chunks(prefixes, limit=None if postgres else _CHUNK):
+        if postgres:
+            sql = _postgres_in(table.name, columns, "prefix")
+            rows = connection.exec_driver_sql(sql, (bucket, names))
+        else:
+            sql = _sqlite_select(table.name, columns, len(names), "prefix")
+            rows = connection.exec_driver_sql(sql, (bucket, *names))
         for row in rows:
-            found[(row.bucket, row.prefix)] = [row.objects, row.bytes]
+            found[(row[0], row[1])] = [row[2], row[3]]
     return found
+
+
+@cache
+def _postgres_in(table_name: str, columns: tuple[str, ...], name: str) -> str:
+    quote = postgresql.dialect().identifier_preparer.quote  # type: ignore[no-untyped-call]
+    names = ", ".join(quote(c) for c in columns)
+    return f"SELECT {names} FROM {quote(table_name)} WHERE bucket = %s AND {name} = ANY(%s)"
 
 
 def catalog_entries(
