@@ -44,9 +44,9 @@ def event_store() -> "EventStore":
 
 def catch_up_thresholds() -> tuple[int, float]:
     """(min_lag, max_delay): a projection fewer than EVENTSTORE_CATCH_UP_MIN_LAG events
-    behind (default 100) is caught up only once its checkpoint is older than
+    behind (default 1000) is caught up only once its checkpoint is older than
     EVENTSTORE_CATCH_UP_MAX_DELAY seconds (default 5)."""
-    min_lag = int(os.environ.get("EVENTSTORE_CATCH_UP_MIN_LAG", "100"))
+    min_lag = int(os.environ.get("EVENTSTORE_CATCH_UP_MIN_LAG", "1000"))
     max_delay = float(os.environ.get("EVENTSTORE_CATCH_UP_MAX_DELAY", "5"))
     return min_lag, max_delay
 

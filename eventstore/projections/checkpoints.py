@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
 from eventstore.projections.base import Projection
-from eventstore.store.schema import NAMING_CONVENTION, copy_table, projection_checkpoints
+from eventstore.store.schema import NAMING_CONVENTION, copy_table, events, projection_checkpoints
 
 SHADOW_SUFFIX = "__rebuild"
 DRY_RUN_SUFFIX = "__dryrun"
@@ -80,6 +80,20 @@ def shadow_tables(projection: Projection) -> dict[str, sa.Table]:
 
 class SqlCheckpoints:
     """Checkpoint rows and shadow tables, in the caller's transaction."""
+
+    def with_log(self, connection: Connection) -> tuple[int, dict[str, Checkpoint], dict[str, str]]:
+        """In one round trip: the head of the log, every checkpoint, and the hash the log
+        holds at each checkpoint's position (what catch-up and status need to start)."""
+        head = sa.select(sa.func.max(events.c.position)).scalar_subquery()
+        statement = sa.select(
+            checkpoints, events.c.hash.label("log_hash"), head.label("head")
+        ).select_from(checkpoints.outerjoin(events, events.c.position == checkpoints.c.position))
+        rows = connection.execute(statement).all()
+        if not rows:  # no checkpoint yet: the head alone
+            return int(connection.execute(sa.select(head)).scalar() or 0), {}, {}
+        found = {row.name: Checkpoint.of_row(row) for row in rows}
+        hashes = {row.name: row.log_hash for row in rows if row.log_hash is not None}
+        return int(rows[0].head or 0), found, hashes
 
     def all(self, connection: Connection) -> dict[str, Checkpoint]:
         return {

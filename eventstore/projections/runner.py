@@ -151,9 +151,8 @@ class ProjectionRunner:
 
     def status(self) -> list[ProjectionStatus]:
         with self.store.engine.connect() as connection:
-            head = self.store.head_position_in(connection)
-            rows = self.checkpoints.all(connection)
-            faults = self._faults(connection, rows, head)
+            head, rows, hashes = self.checkpoints.with_log(connection)
+        faults = _faults(rows, head, hashes)
         return [
             self._status_of(p, rows.get(p.name), head, faults.get(p.name)) for p in self.projections
         ]
@@ -162,40 +161,8 @@ class ProjectionRunner:
         """Per projection whose checkpoint does not match the log, what is wrong (rows cut
         off the end of the log, or positions reused since): `verify` reports these too."""
         with self.store.engine.connect() as connection:
-            head = self.store.head_position_in(connection)
-            rows = self.checkpoints.all(connection)
-            return self._faults(connection, rows, head)
-
-    def _faults(
-        self, connection: Connection, rows: dict[str, Checkpoint], head: int
-    ) -> dict[str, str]:
-        """Checkpoints past the head, or whose row in the log is no longer the one folded.
-
-        The second is what catches rows cut off the end once new appends reused their
-        positions: the consumer appends before it catches up, so by then the checkpoint is
-        no longer past the head."""
-        hashed = [r.position for r in rows.values() if r.position_hash and r.position <= head]
-        hashes = self.store.hashes_at(connection, hashed) if hashed else {}
-        faults: dict[str, str] = {}
-        for name, row in rows.items():
-            position = row.rebuild_position if row.rebuilding else row.position
-            if position is not None and position > head:
-                found = f"is ahead of the log's head ({head})"
-            elif (
-                row.position_hash
-                and row.position <= head
-                and (hashes.get(row.position) != row.position_hash)
-            ):
-                found = "no longer holds the event it folded (its hash differs)"
-                position = row.position
-            else:
-                continue
-            faults[name] = (
-                f"checkpoint at position {position} {found}: rows were cut off the end of the "
-                f"log (and the positions perhaps reused). Check the log with `eventstore verify "
-                f"--anchor ...`, then rebuild: `eventstore projections rebuild {name}`"
-            )
-        return faults
+            head, rows, hashes = self.checkpoints.with_log(connection)
+        return _faults(rows, head, hashes)
 
     @staticmethod
     def _status_of(
@@ -253,9 +220,8 @@ class ProjectionRunner:
         if head is not None and self._nothing_due(head, min_lag, max_delay):
             return [RunReport(p.name, caught_up=True) for p in self.projections]
         with self.store.engine.connect() as connection:
-            head = self.store.head_position_in(connection)
-            rows = self.checkpoints.all(connection)
-            faults = self._faults(connection, rows, head)
+            head, rows, hashes = self.checkpoints.with_log(connection)
+        faults = _faults(rows, head, hashes)
         now, wall = time.monotonic(), _now()
         waiting: dict[str, tuple[int, float]] = {}
         reports: dict[str, RunReport] = {}
@@ -721,6 +687,31 @@ class ProjectionRunner:
         finally:
             with self.store.write() as connection:
                 self.checkpoints.drop_tables(connection, tables)
+
+
+def _faults(rows: dict[str, Checkpoint], head: int, hashes: dict[str, str]) -> dict[str, str]:
+    """Checkpoints past the head, or whose row in the log is no longer the one folded
+    (`hashes`: per checkpoint, the hash the log holds at its position).
+
+    The second is what catches rows cut off the end once new appends reused their positions:
+    the consumer appends before it catches up, so by then the checkpoint is no longer past
+    the head."""
+    faults: dict[str, str] = {}
+    for name, row in rows.items():
+        position = row.rebuild_position if row.rebuilding else row.position
+        if position is not None and position > head:
+            found = f"is ahead of the log's head ({head})"
+        elif row.position_hash and hashes.get(name) != row.position_hash:
+            found = "no longer holds the event it folded (its hash differs)"
+            position = row.position
+        else:
+            continue
+        faults[name] = (
+            f"checkpoint at position {position} {found}: rows were cut off the end of the "
+            f"log (and the positions perhaps reused). Check the log with `eventstore verify "
+            f"--anchor ...`, then rebuild: `eventstore projections rebuild {name}`"
+        )
+    return faults
 
 
 def _matching(events: list[StoredEvent], event_filter: EventQuery) -> list[StoredEvent]:

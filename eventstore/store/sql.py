@@ -4,8 +4,8 @@ Appends are serialised: SQLite's `BEGIN IMMEDIATE` and, on PostgreSQL, a transac
 advisory lock taken before the head of the log is read. Positions are therefore handed out
 in commit order, with no gaps: a reader that has seen position n has seen every position
 below it, and the hash chain can link each row to the one committed before it. The lock is
-held only for the append and the inline projections (milliseconds), and is released by
-COMMIT or ROLLBACK, so a crashed writer cannot leave it behind.
+held for reading the head, inserting and committing, nothing else (no projection runs in an
+append), and is released by COMMIT or ROLLBACK, so a crashed writer cannot leave it behind.
 
 Why this holds on PostgreSQL (the classic failure is a sequence value committing after a
 larger one, so a reader checkpoints past it and never sees it):
@@ -14,8 +14,10 @@ larger one, so a reader checkpoints past it and never sees it):
    `pg_advisory_xact_lock(APPEND_LOCK_ID)`, so at most one append is between reading the
    head and committing.
 2. The append runs at READ COMMITTED (the engine says so on every BEGIN, whatever the
-   server's default), where each statement takes a fresh snapshot. The head and the known
-   event ids are read by statements that start after the lock was granted.
+   server's default), where each statement takes a fresh snapshot. The head is read by a
+   statement that starts after the lock was granted. (The known event ids are read just
+   before the lock; an id committed in between fails the INSERT on the unique constraint,
+   and the append is retried, so dedupe is still exact.)
 3. PostgreSQL makes a transaction visible to new snapshots before it releases its locks at
    COMMIT. So when writer B gets the lock from writer A, A's rows are visible to B's next
    statement: B's positions start after A's last one, B's dedupe sees A's event ids, and
@@ -24,8 +26,8 @@ larger one, so a reader checkpoints past it and never sees it):
    that has seen position n has seen 1..n, whatever its own isolation level; a catch-up
    projection may checkpoint at the largest position it saw.
 
-The cost is that appends do not overlap; each holds the lock for two round trips (see
-pg_append.py: the statements are pipelined) and the hashing and folding between them. A
+The cost is that appends do not overlap; each holds the lock for the head's read, the
+hashing, one round trip for INSERT and COMMIT (see pg_append.py: pipelined). A
 lost connection rolls the append back on the server (nothing is half-stored) and surfaces
 as StorageError; if it is lost during COMMIT the outcome is unknown, and the retry is safe
 because event ids are unique: what committed is counted as duplicates.

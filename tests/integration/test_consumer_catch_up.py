@@ -60,7 +60,7 @@ def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("EVENTSTORE_DB_URL", url)
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     for name in ("EVENTSTORE_CATCH_UP_MIN_LAG", "EVENTSTORE_CATCH_UP_MAX_DELAY"):
-        monkeypatch.delenv(name, raising=False)  # the defaults: 100 events, 5 seconds
+        monkeypatch.delenv(name, raising=False)  # the defaults: 1000 events, 5 seconds
     yield url
     cached = runtime._event_stores.pop(url, None)
     if cached is not None:
@@ -117,7 +117,7 @@ def test_small_lag_waits_for_a_later_invocation(db_url: str) -> None:
     ingest.handler(_sqs_event_from(2, 3), LambdaContext(remaining_ms=60_000))
     assert runtime.event_store().log.head_position() == 5  # the log has the batch...
     status = statuses()
-    # ...and every projection, the catalog too, waits: 3 < 100 events behind, caught up
+    # ...and every projection, the catalog too, waits: 3 < 1000 events behind, caught up
     # less than 5 seconds ago.
     assert {name: (s.state, s.position, s.lag) for name, s in status.items()} == {
         "object_catalog": ("behind", 2, 3),

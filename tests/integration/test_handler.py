@@ -32,7 +32,7 @@ from tests.notification_factory import notification
 @pytest.fixture
 def db_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A SQLite file of its own for this test (the consumer keeps one store per URL), with
-    the default catch-up thresholds (100 events, 5 seconds) unless the test sets others."""
+    the default catch-up thresholds (1000 events, 5 seconds) unless the test sets others."""
     path = tmp_path / "handler.db"
     url = f"sqlite:///{path}"
     monkeypatch.setenv("EVENTSTORE_DB_URL", url)
@@ -138,7 +138,7 @@ def test_a_small_batch_is_in_the_log_at_once_and_in_the_catalog_when_its_delay_i
     # The first invocation builds the projections (they are new); the catalog is then live.
     ingest.handler(load_event("sqs_sns_batch_realistic.json"), context("first-invocation"))
     assert catalog_status(reader) == ("live", 7)
-    # A batch of one event, 1 < 100 events behind, caught up less than 60 s ago: the append
+    # A batch of one event, 1 < 1000 events behind, caught up less than 60 s ago: the append
     # stores it in the log and the catalog waits for a later invocation.
     response = ingest.handler(load_event("sqs_sns_put.json"), context("second-invocation"))
     assert response == {"batchItemFailures": []}
