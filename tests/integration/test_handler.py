@@ -13,7 +13,7 @@ import pytest
 
 from consumers import ingest, runtime
 from eventstore.core.objectstate import CatalogEntry
-from eventstore.errors import StorageError
+from eventstore.errors import MalformedEventError, StorageError
 from eventstore.projections.catalog import catalog_entries
 from eventstore.projections.runner import ProjectionRunner
 from eventstore.store.database import create_engine
@@ -286,3 +286,36 @@ def test_works_without_powertools_variables(
         monkeypatch.delenv(name, raising=False)
     assert ingest.handler(load_event("sqs_sns_put.json"), context()) == {"batchItemFailures": []}
     assert len(list(reader.read())) == 1
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ({"Records": {"messageId": "m-1", "body": "{}"}}, "Lambda event has no Records list"),
+        ({"Records": [{"body": "{}"}]}, "Lambda event Records[0] has no messageId"),
+        ({"Records": ["not a record"]}, "Lambda event Records[0] is not an object"),
+    ],
+)
+def test_an_event_that_is_no_sqs_batch_fails_the_invocation_with_its_reason(
+    db_file: Path,
+    log_stream: io.StringIO,
+    event: dict[str, Any],
+    reason: str,
+) -> None:
+    # Given an invocation event whose messages cannot be named in a partial batch response
+    # When the handler is invoked, Then it raises a clear error (not a TypeError or KeyError),
+    # logs the reason, and stores nothing
+    with pytest.raises(MalformedEventError, match=r"not an SQS batch event: Lambda event"):
+        ingest.handler(event, LambdaContext())
+    rejected = [
+        line for line in log_lines(log_stream) if line["message"] == "invocation event rejected"
+    ]
+    assert [line["reason"] for line in rejected] == [reason]
+    db = sqlite3.connect(db_file)  # rejected before the store was even opened
+    try:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        assert "events" not in tables or db.execute("SELECT count(*) FROM events").fetchone() == (
+            0,
+        )
+    finally:
+        db.close()
