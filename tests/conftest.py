@@ -65,3 +65,29 @@ def postgres_store(postgres_url: str) -> Iterator[SqlEventStore]:
     engine = create_engine(postgres_url)
     yield SqlEventStore(engine)
     engine.dispose()
+
+
+# -- the shared suite: the same cases on every backend -----------------------------------------
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_url(request: pytest.FixtureRequest) -> str:
+    """The URL of an empty database the migrations built, on each backend in turn."""
+    if request.param == "postgres":
+        postgres: str = request.getfixturevalue("postgres_url")
+        return postgres
+    url: str = request.getfixturevalue("sqlite_url")
+    engine = create_engine(url)
+    upgrade_schema(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def backend_log(backend_url: str) -> Iterator[SqlEventStore]:
+    """The log on `backend_url`."""
+    engine = create_engine(backend_url)
+    yield SqlEventStore(engine)
+    engine.dispose()

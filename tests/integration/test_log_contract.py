@@ -2,7 +2,6 @@
 against every backend (SQLite and PostgreSQL). A backend is correct when it passes these;
 each database is built by running the migrations."""
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta, timezone
 from typing import Any, ClassVar
@@ -16,7 +15,7 @@ from eventstore.projections.base import Projection, ProjectionContext
 from eventstore.projections.catalog import ObjectCatalogProjection, catalog_entries
 from eventstore.projections.runner import ProjectionRunner
 from eventstore.store.base import EventQuery
-from eventstore.store.database import create_engine, upgrade_schema
+from eventstore.store.database import create_engine
 from eventstore.store.schema import events as events_table
 from eventstore.store.schema import object_catalog, projection_checkpoints, projection_metadata
 from eventstore.store.sql import SqlEventStore
@@ -28,26 +27,15 @@ from tests.notification_factory import (
     sequencer_of,
 )
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest) -> str:
-    """The URL of an empty, migrated database on each backend in turn."""
-    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
-    url: str = request.getfixturevalue(fixture)
-    if request.param == "sqlite":
-        engine = create_engine(url)
-        upgrade_schema(engine)
-        engine.dispose()
-    return url
+@pytest.fixture
+def store_url(backend_url: str) -> str:
+    return backend_url
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[SqlEventStore]:
-    engine = create_engine(store_url)
-    yield SqlEventStore(engine)
-    engine.dispose()
+def store(backend_log: SqlEventStore) -> SqlEventStore:
+    return backend_log
 
 
 def objects(store: SqlEventStore, **filters: Any) -> list[CatalogEntry]:

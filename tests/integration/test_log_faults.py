@@ -5,7 +5,6 @@ with different contents. Both backends."""
 import io
 import json
 import logging
-from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
@@ -13,30 +12,20 @@ import sqlalchemy as sa
 
 from eventstore import cli
 from eventstore.core.events import NewEvent
-from eventstore.store.database import create_engine, upgrade_schema
 from eventstore.store.schema import events as events_table
 from eventstore.store.sql import SqlEventStore
 from eventstore.wiring import EventStore, event_store_on
 from tests.notification_factory import new_events, put_records, s3_record
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
-
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest) -> str:
-    chosen: str = request.getfixturevalue(f"{request.param}_url")
-    if request.param == "sqlite":
-        engine = create_engine(chosen)
-        upgrade_schema(engine)
-        engine.dispose()
-    return chosen
+@pytest.fixture
+def url(backend_url: str) -> str:
+    return backend_url
 
 
 @pytest.fixture
-def event_store(url: str) -> Iterator[EventStore]:
-    engine = create_engine(url)
-    yield event_store_on(SqlEventStore(engine))
-    engine.dispose()
+def event_store(backend_log: SqlEventStore) -> EventStore:
+    return event_store_on(backend_log)
 
 
 def puts(keys: list[str], start: int = 0) -> list[NewEvent]:

@@ -3,7 +3,7 @@ same answer: through the Lambda consumer, each such message fails alone and the 
 batch is stored; values at the parser's limits are stored by both."""
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,13 +13,10 @@ from consumers import ingest
 from eventstore.core.parsing import parse_sqs_body
 from eventstore.errors import MalformedMessageError
 from eventstore.store.base import EventQuery
-from eventstore.store.database import create_engine, upgrade_schema
 from eventstore.store.sql import SqlEventStore
 from tests.conftest import event_text
 from tests.helpers import LambdaContext, first_record, sns_body, sqs_event, sqs_message
 from tests.notification_factory import notification
-
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 def put_with(change: Callable[[dict[str, Any]], object], key: str = "k.txt") -> str:
@@ -77,24 +74,17 @@ GOOD = {
 }
 
 
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+@pytest.fixture
+def db_url(backend_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """An empty, migrated database on each backend in turn, as the consumer's database."""
-    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
-    url: str = request.getfixturevalue(fixture)
-    if request.param == "sqlite":
-        engine = create_engine(url)
-        upgrade_schema(engine)
-        engine.dispose()
-    monkeypatch.setenv("EVENTSTORE_DB_URL", url)
-    return url
+    monkeypatch.setenv("EVENTSTORE_DB_URL", backend_url)
+    return backend_url
 
 
 @pytest.fixture
-def reader(db_url: str) -> Iterator[SqlEventStore]:
-    engine = create_engine(db_url)
-    yield SqlEventStore(engine)
-    engine.dispose()
+def reader(db_url: str, backend_log: SqlEventStore) -> SqlEventStore:
+    """The log the consumer (pointed at `db_url`) writes."""
+    return backend_log
 
 
 def test_unstorable_messages_fail_alone_and_the_rest_is_stored(reader: SqlEventStore) -> None:
