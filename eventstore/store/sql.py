@@ -37,6 +37,7 @@ tests/integration/test_concurrency.py is the proof under load.
 import logging
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -75,14 +76,6 @@ _TIME = UTCDateTime()
 _ID_CHUNK = 500
 _RETRIES = 3  # an id stored by another writer between our check and our insert
 
-# The append path's statements, built once: building a statement and its cache key costs
-# more than executing it for a batch of a few events.
-_KNOWN = sa.select(events.c.event_id, events.c.size, events.c.etag).where(
-    events.c.event_id.in_(sa.bindparam("event_ids", expanding=True))
-)
-_SELECT_HEAD = (
-    sa.select(events.c.position, events.c.hash).order_by(events.c.position.desc()).limit(1)
-)
 _SELECT_COLUMNS = sa.select(*(events.c[name] for name in EVENT_COLUMNS))
 
 Known = dict[str, tuple[int | None, str | None]]  # event id -> the stored (size, etag)
@@ -136,8 +129,8 @@ class SqlEventStore:
     def _append_generic(self, unique: dict[str, PendingRow]) -> tuple[list[StoredEvent], Known]:
         """The append through SQLAlchemy (SQLite: in-process, no round trips to save)."""
         with self.write() as connection:
-            head, head_hash = self.head_in(connection)
-            known = self.known_in(connection, list(unique))
+            head, head_hash = _sqlite_head(connection)
+            known = _sqlite_known(connection, list(unique))
             fresh = [row for event_id, row in unique.items() if event_id not in known]
             stored = seal_all(fresh, head, head_hash, datetime.now(UTC)) if fresh else []
             insert_rows(connection, events, [s.values() for s in stored])
@@ -155,21 +148,6 @@ class SqlEventStore:
     def write(self) -> "_WriteTransaction":
         """A connection in a write transaction: `with store.write() as connection: ...`."""
         return _WriteTransaction(self.engine)
-
-    @staticmethod
-    def head_in(connection: Connection) -> tuple[int, str]:
-        row = connection.execute(_SELECT_HEAD).first()
-        return (row.position, row.hash) if row is not None else (0, GENESIS_HASH)
-
-    @staticmethod
-    def known_in(connection: Connection, event_ids: list[str]) -> Known:
-        """Which of `event_ids` the log holds already, with their stored size and etag."""
-        known: Known = {}
-        for start in range(0, len(event_ids), _ID_CHUNK):
-            chunk = event_ids[start : start + _ID_CHUNK]
-            for row in connection.execute(_KNOWN, {"event_ids": chunk}):
-                known[row.event_id] = (row.size, row.etag)
-        return known
 
     # -- reading --------------------------------------------------------------------------
 
@@ -342,6 +320,31 @@ def open_store(url: str | None = None, *, auto_upgrade_sqlite: bool = True) -> S
     engine = create_engine(resolve_url(url))
     ensure_schema(engine, auto_upgrade_sqlite=auto_upgrade_sqlite)
     return SqlEventStore(engine)
+
+
+_SQLITE_HEAD = "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
+
+
+def _sqlite_head(connection: Connection) -> tuple[int, str]:
+    """The head through the driver: on the append path SQLAlchemy's per-statement work cost
+    more than SQLite's own (it is in-process: no round trip to save)."""
+    row = connection.exec_driver_sql(_SQLITE_HEAD).first()
+    return (row[0], row[1]) if row is not None else (0, GENESIS_HASH)
+
+
+def _sqlite_known(connection: Connection, event_ids: list[str]) -> Known:
+    known: Known = {}
+    for start in range(0, len(event_ids), _ID_CHUNK):
+        chunk = event_ids[start : start + _ID_CHUNK]
+        rows = connection.exec_driver_sql(_sqlite_known_sql(len(chunk)), tuple(chunk))
+        known.update((row[0], (row[1], row[2])) for row in rows)
+    return known
+
+
+@cache
+def _sqlite_known_sql(count: int) -> str:
+    marks = ", ".join("?" * count)
+    return f"SELECT event_id, size, etag FROM events WHERE event_id IN ({marks})"
 
 
 def _entry_of(state: ObjectState | None, include_deleted: bool) -> Iterator[CatalogEntry]:
