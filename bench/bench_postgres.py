@@ -137,13 +137,14 @@ def handler_writer(
         context.remaining_ms = 2_000
     handler(lambda_events(writer, 10_000_000, batch, batch)[0], context)  # cold start, untimed
     invocations = lambda_events(writer, 0, count, batch)
-    caught_up = {"seconds": 0.0, "events": 0}
+    caught_up = {"seconds": 0.0, "cpu_seconds": 0.0, "events": 0}
     original = ProjectionRunner.catch_up
 
     def timed_catch_up(self: Any, **options: Any) -> Any:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         reports = original(self, **options)
         caught_up["seconds"] += time.perf_counter() - started
+        caught_up["cpu_seconds"] += time.process_time() - cpu
         caught_up["events"] += sum(r.applied for r in reports)
         return reports
 
@@ -226,11 +227,13 @@ def run_handler(
             if not log_only:
                 holds = sorted(h for s in spans for h in s[2]["lock_holds"])
                 seconds = sum(s[2]["seconds"] for s in spans)
+                cpu_seconds = sum(s[2]["cpu_seconds"] for s in spans)
                 folded = sum(s[2]["events"] for s in spans)
                 LAST_STATS.update(
                     lock_hold_median_ms=1000 * holds[len(holds) // 2] if holds else 0.0,
                     lock_hold_p95_ms=1000 * holds[int(len(holds) * 0.95)] if holds else 0.0,
                     catch_up_us_per_event=1e6 * seconds / folded if folded else 0.0,
+                    catch_up_cpu_us_per_event=1e6 * cpu_seconds / folded if folded else 0.0,
                 )
             head = store.head_position()
             expected = writers * (per_writer + batch)  # the warm-up batch included
@@ -531,6 +534,11 @@ def main() -> int:
     parser.add_argument("--skip-1m", action="store_true", help="skip the query test")
     parser.add_argument("--skip-ingest", action="store_true", help="only the query test")
     parser.add_argument(
+        "--handler-only",
+        action="store_true",
+        help="only the handler with catch-up at batch 10, 1 and 8 writers, and es at batch 10",
+    )
+    parser.add_argument(
         "--durable",
         action="store_true",
         help="fsync and synchronous_commit on (default off, as for a test server)",
@@ -546,11 +554,13 @@ def main() -> int:
                 print(line, flush=True)
             return 0
         for name, run in contenders(databases, total):
+            if args.handler_only and name != "es Application.save batch 10":
+                continue
             results[name] = run()
             print(f"  {name:<48} {results[name]:>9,.0f} ev/s", flush=True)
-        for label in HANDLER_LABELS:
-            for writers in (1, 4, 8):
-                for batch in (10, 100):
+        for label in HANDLER_LABELS[:1] if args.handler_only else HANDLER_LABELS:
+            for writers in (1, 8) if args.handler_only else (1, 4, 8):
+                for batch in (10,) if args.handler_only else (10, 100):
                     name = f"{label} {writers}w batch {batch}"
                     results[name] = run_handler(
                         databases, writers, batch, total,
@@ -565,9 +575,16 @@ def main() -> int:
                         if label == "handler":
                             extra += (
                                 f"; catch-up {LAST_STATS['catch_up_us_per_event']:.0f} µs/event"
+                                f" ({LAST_STATS['catch_up_cpu_us_per_event']:.0f} µs client CPU)"
                             )
                         LAST_STATS.clear()
                     print(f"  {name:<48} {results[name]:>9,.0f} ev/s{extra}", flush=True)
+        if args.handler_only:
+            es10 = results["es Application.save batch 10"]
+            for writers in (1, 8):
+                ours = results[f"handler {writers}w batch 10"]
+                print(f"  handler {writers}w batch 10: {ours / es10:.2f}x es Application")
+            return 0
         es10 = results["es Application.save batch 10"]
         recorder10 = results["es recorder.insert_events batch 10"]
         raw10 = results["psycopg executemany batch 10"]

@@ -79,6 +79,7 @@ class RunReport:
     swapped: bool = False
     caught_up: bool = False
     error: str | None = None
+    busy: bool = False  # another runner was folding it
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +252,9 @@ class ProjectionRunner:
                 break
             reports[projection.name] = self._build(projection, deadline, progress)
         for name, report in reports.items():
-            if name not in waiting and report.caught_up and report.error is None:
+            # One that another runner was folding is that runner's for now: asking again at
+            # the next invocation would only find it taken again (many containers at once).
+            if name not in waiting and (report.caught_up or report.busy) and not report.error:
                 waiting[name] = (head, time.monotonic())
         self._seen = waiting
         return [reports[p.name] for p in self.projections if p.name in reports]
@@ -288,6 +291,7 @@ class ProjectionRunner:
                     if error is not None or done is not None:
                         group.remove(projection)
                     report.caught_up = done == CAUGHT_UP
+                    report.busy = done == BUSY
         except DBAPIError as error:
             raise StorageError(f"folding projections: {error.orig}") from error
         return reports
