@@ -1,9 +1,11 @@
 """The migrations are the only way the schema is made: they must build exactly what
 eventstore/store/schema.py describes, and the code must expect the head revision."""
 
+from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
@@ -131,12 +133,22 @@ def _upgrade_to(engine: sa.Engine, revision: str) -> None:
         command.upgrade(config, revision)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database (no schema) on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'previous.db'}"
+        return
+    with request.getfixturevalue("postgres_databases").fresh(empty=True) as url:
+        yield url
+
+
 def test_a_database_of_the_previous_release_upgrades_and_rebuilds_its_catalog(
-    tmp_path: Path,
+    empty_url: str,
 ) -> None:
     # Given a database at the previous release's revision, with events, a version-1 catalog
     # and the retired prefix_stats projection's copy tables and checkpoint
-    engine = create_engine(f"sqlite:///{tmp_path / 'previous.db'}")
+    engine = create_engine(empty_url)
     try:
         _upgrade_to(engine, "20261124_0003")
         log = SqlEventStore(engine)
@@ -147,7 +159,7 @@ def test_a_database_of_the_previous_release_upgrades_and_rebuilds_its_catalog(
             connection.execute(
                 sa.text(
                     "INSERT INTO projection_checkpoints (name, version, position, updated_at)"
-                    " VALUES ('prefix_stats', 102, 12, '2026-11-24 00:00:00.000000')"
+                    " VALUES ('prefix_stats', 102, 12, CURRENT_TIMESTAMP)"
                 )
             )
             connection.execute(sa.text("UPDATE projection_checkpoints SET position = 12"))
