@@ -7,7 +7,6 @@ half-stored, and SQS delivers the whole batch again. Then projections catch up f
 the remaining time; their failures are recorded on their checkpoints, not on the batch.
 """
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -77,14 +76,7 @@ def _sqs_records(event: Any) -> list[dict[str, Any]]:
 
 
 def _catch_up(event_store: "EventStore", context: LambdaContext, head: int | None) -> None:
-    budget = runtime.catch_up_seconds(context.get_remaining_time_in_millis())
-    if budget <= 0:
-        return  # no time left in this invocation: a later one catches up
-    min_lag, max_delay = runtime.catch_up_thresholds()
-    reports = event_store.runner.catch_up(
-        deadline=time.monotonic() + budget, min_lag=min_lag, max_delay=max_delay, head=head
-    )
-    for report in reports:
+    for report in runtime.catch_up(event_store, context, head):
         if report.error:
             logger.error(
                 "projection failed", extra={"projection": report.name, "error": report.error}

@@ -6,12 +6,17 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from eventstore.projections.runner import RunReport
+    from eventstore.reactors.runner import ReactorRunner
     from eventstore.wiring import EventStore
 
 SERVICE_DEFAULT = "s3-eventstore"
 NAMESPACE_DEFAULT = "S3EventStore"
 
 _event_stores: dict[str, "EventStore"] = {}
+_reactor_runners: dict[str, "ReactorRunner"] = {}
 _lock = threading.Lock()
 
 
@@ -58,3 +63,42 @@ CATCH_UP_RESERVE_MS = 3000  # always left for returning the batch response
 def catch_up_seconds(remaining_ms: int) -> float:
     """How long projections may catch up in this invocation, from the time Lambda has left."""
     return max(0.0, min(remaining_ms * CATCH_UP_SHARE, remaining_ms - CATCH_UP_RESERVE_MS)) / 1000
+
+
+def catch_up(
+    event_store: "EventStore", context: "LambdaContext", head: int | None
+) -> list["RunReport"]:
+    """Catch projections up for part of the invocation's remaining time (see
+    catch_up_thresholds for when a projection only a little behind is left for later)."""
+    import time
+
+    budget = catch_up_seconds(context.get_remaining_time_in_millis())
+    if budget <= 0:
+        return []  # no time left in this invocation: a later one catches up
+    min_lag, max_delay = catch_up_thresholds()
+    return event_store.runner.catch_up(
+        deadline=time.monotonic() + budget, min_lag=min_lag, max_delay=max_delay, head=head
+    )
+
+
+def reactor_runner(name: str) -> "ReactorRunner":
+    """The runner of reactor `name` over this container's event store, S3 and SQS clients
+    (the default credential chain; AWS_ENDPOINT_URL points them at an emulator), made on
+    first use and kept."""
+    from eventstore.reactors.aws import S3ObjectStore, SqsMessageSender
+    from eventstore.reactors.registry import get_reactor
+    from eventstore.reactors.runner import ReactorRunner
+    from eventstore.replay.aws import make_client
+
+    with _lock:
+        existing = _reactor_runners.get(name)
+    if existing is not None:
+        return existing
+    made = ReactorRunner(
+        get_reactor(name),
+        event_store().log,
+        S3ObjectStore(make_client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))),
+        SqsMessageSender(make_client("sqs", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))),
+    )
+    with _lock:
+        return _reactor_runners.setdefault(name, made)

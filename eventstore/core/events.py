@@ -21,6 +21,7 @@ class Source(StrEnum):
     SQS_EVENTBRIDGE = "sqs+eventbridge"
     ARCHIVE = "archive"  # re-ingested from the raw-notification archive
     S3_VERSIONS = "s3-versions"  # back-filled from ListObjectVersions
+    REACTOR = "reactor"  # the framework's own record of a reactor's outcome (not an S3 event)
 
 
 class Effect(StrEnum):

@@ -31,8 +31,9 @@ def unregister(name: str) -> None:
 def builtin_projections() -> list[Projection]:
     from eventstore.projections.catalog import ObjectCatalogProjection
     from eventstore.projections.principal_activity import PrincipalActivityProjection
+    from eventstore.projections.reactor_outcomes import ReactorOutcomesProjection
 
-    return [ObjectCatalogProjection(), PrincipalActivityProjection()]
+    return [ObjectCatalogProjection(), PrincipalActivityProjection(), ReactorOutcomesProjection()]
 
 
 def _from_entry_points() -> list[Projection]:

@@ -18,7 +18,9 @@ from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
-_ARRAY_TYPES = {str: "text", int: "bigint", bool: "boolean", datetime: "timestamptz"}
+_ARRAY_TYPES = {
+    str: "text", int: "bigint", bool: "boolean", float: "double precision", datetime: "timestamptz"
+}  # fmt: skip
 
 
 @cache

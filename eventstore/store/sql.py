@@ -165,6 +165,22 @@ class SqlEventStore:
             found.update((row.position, row.hash) for row in rows)
         return found
 
+    def known_ids(self, event_ids: Collection[str]) -> set[str]:
+        """Which of `event_ids` the log holds (a reactor's check for outcomes already
+        recorded, so a redelivered event is not processed twice)."""
+        wanted = sorted(set(event_ids))
+        found: set[str] = set()
+        with self.engine.connect() as connection:
+            for start in range(0, len(wanted), _ID_CHUNK):
+                found.update(
+                    connection.execute(
+                        sa.select(events.c.event_id).where(
+                            events.c.event_id.in_(wanted[start : start + _ID_CHUNK])
+                        )
+                    ).scalars()
+                )
+        return found
+
     def head_position(self) -> int:
         with self.engine.connect() as connection:
             return self.head_position_in(connection)

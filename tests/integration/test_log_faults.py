@@ -70,7 +70,11 @@ def test_rows_cut_off_and_positions_reused_are_refused_reported_and_rebuilt(
     code, out, _ = run_cli(url, "verify", "--format", "json")
     (report,) = json.loads(out)
     assert code == 1 and not report["ok"]
-    assert set(report["projection_faults"]) == {"object_catalog", "principal_activity"}
+    assert set(report["projection_faults"]) == {
+        "object_catalog",
+        "principal_activity",
+        "reactor_outcomes",
+    }
     # and a rebuild recovers: the catalog then holds what the log holds
     code, _, _ = run_cli(url, "projections", "rebuild", "--all")
     assert code == 0
