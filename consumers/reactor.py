@@ -1,18 +1,19 @@
 """The reactor consumer: one handler shape for every reactor, chosen by EVENTSTORE_REACTOR.
 
-An SQS batch (the reactor's own queue, filtered by its SNS subscription) is handled in two
-steps, each message failing alone:
+An SQS batch (the reactor's own queue, filtered by its SNS subscription) is handled so:
 
-1. parse every message and append its S3 events to the log (idempotent: the same ids as the
-   ingest consumer gives them), so every cause is in the log before anything reacts to it;
-2. react to each event the reactor wants and has not processed yet, and append the outcomes
-   (processed and produced, or failed with its attempt) in one transaction.
+1. parse every message (a malformed one fails alone);
+2. react to each event the reactor wants and whose `Reactor:Processed` outcome (for this
+   reactor version) is not in the log yet;
+3. append the S3 events received (idempotent: the ids the ingest consumer gives them) and
+   the outcomes (processed and produced, or failed with its attempt) in one transaction.
 
 A message with a malformed body or an event the reactor failed on is named in
 `batchItemFailures`: SQS retries it (the attempt is its ApproximateReceiveCount) and finally
-dead-letters it. An event already processed (a redelivery) is not processed again. If an
-append fails the invocation raises and SQS delivers the whole batch again; outputs already
-written are written again under the same keys.
+dead-letters it. An event already processed (a redelivery) is not processed again. If the
+append fails the invocation raises and SQS delivers the whole batch again: side effects are
+at least once, outcomes are recorded once, and outputs already written are written again
+under the same keys.
 """
 
 import os
@@ -64,7 +65,6 @@ def react_to_batch(name: str, event: dict[str, Any], context: LambdaContext) -> 
     runner = runtime.reactor_runner(name)
     request_id = getattr(context, "aws_request_id", None)
     causes = [e for delivery, _ in parsed for e in delivery.events]
-    stored = runner.log.append(causes, correlation_id=request_id)
     pending = {e.event_id for e in runner.unprocessed(causes)}
 
     reactions = []
@@ -89,22 +89,20 @@ def react_to_batch(name: str, event: dict[str, Any], context: LambdaContext) -> 
                 )  # fmt: skip
         if failed:
             failures.append(delivery.message_id)
-    recorded = runner.record(reactions, correlation_id=request_id)
+    recorded = runner.record(reactions, received=causes, correlation_id=request_id)
 
     ok = sum(1 for r in reactions if r.ok)
     logger.info(
         "batch handled",
         extra={
             "reactor": name, "messages": len(records), "events": len(causes),
-            "appended": stored.appended, "processed": ok, "failed": len(reactions) - ok,
-            "outcomes": recorded.appended,
+            "processed": ok, "failed": len(reactions) - ok, "appended": recorded.appended,
         },
     )  # fmt: skip
     metrics.add_dimension(name="reactor", value=name)
     metrics.add_metric(name="ReactorProcessed", unit=MetricUnit.Count, value=ok)
     metrics.add_metric(name="ReactorFailed", unit=MetricUnit.Count, value=len(reactions) - ok)
-    head = max(stored.stored[-1].position if stored.stored else 0,
-               recorded.stored[-1].position if recorded.stored else 0) or None  # fmt: skip
+    head = recorded.stored[-1].position if recorded.stored else None
     for report in runtime.catch_up(runtime.event_store(), context, head):
         if report.error:
             logger.error(

@@ -113,10 +113,15 @@ class ReactorRunner:
         return Reaction(cause, tuple(events))
 
     def record(
-        self, reactions: Iterable[Reaction], *, correlation_id: str | None = None
+        self,
+        reactions: Iterable[Reaction],
+        *,
+        received: Sequence[NewEvent] = (),
+        correlation_id: str | None = None,
     ) -> AppendResult:
-        """Append the outcome events of `reactions` in one transaction."""
-        events = [event for reaction in reactions for event in reaction.outcomes]
+        """Append the S3 events `received` (those already in the log count as duplicates),
+        then the outcome events of `reactions`, in one transaction: one commit per batch."""
+        events = [*received, *(event for reaction in reactions for event in reaction.outcomes)]
         return self.log.append(events, correlation_id=correlation_id)
 
 
