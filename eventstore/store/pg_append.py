@@ -10,7 +10,9 @@ The lock covers nothing but the log:
 The server runs a pipeline's statements in order: the known ids are read *before* the lock
 is granted (so that query is not part of the lock's hold time) and the head after it. An id
 that another writer commits between the two makes the INSERT fail on the unique constraint;
-the transaction is rolled back whole and the caller retries, now seeing it as known. Between
+the transaction is rolled back whole and the caller retries with `ids_under_lock`, which
+reads the known ids after the lock is granted, so the retry cannot meet the same race (many
+writers sharing ids under load could otherwise lose it again and again). Between
 the round trips only the hashes are computed; the rows' JSON and most of what is hashed were
 built before the lock was requested.
 
@@ -54,7 +56,7 @@ class LockHolds:
 
 
 def append_pipelined(
-    engine: Engine, unique: dict[str, PendingRow]
+    engine: Engine, unique: dict[str, PendingRow], *, ids_under_lock: bool = False
 ) -> tuple[list[StoredEvent], dict[str, tuple[int | None, str | None]]]:
     """Append the rows not already in the log; return what was stored and the known ids
     (with their stored size and etag). Raises IntegrityError when another writer stored one
@@ -64,8 +66,11 @@ def append_pipelined(
         try:
             with driver.pipeline():
                 driver.execute(_SET_TIMEOUTS, database_timeouts())
+                if ids_under_lock:
+                    driver.execute(_LOCK, (APPEND_LOCK_ID,))
                 known_cursor = driver.execute(_KNOWN, (list(unique),))
-                driver.execute(_LOCK, (APPEND_LOCK_ID,))
+                if not ids_under_lock:
+                    driver.execute(_LOCK, (APPEND_LOCK_ID,))
                 head_cursor = driver.execute(_HEAD)
             locked_at = time.perf_counter()
             known = {row[0]: (row[1], row[2]) for row in known_cursor.fetchall()}

@@ -110,7 +110,9 @@ class SqlEventStore:
                 if self.engine.dialect.name == "postgresql":
                     from eventstore.store.pg_append import append_pipelined  # needs psycopg
 
-                    stored, known = append_pipelined(self.engine, unique)
+                    stored, known = append_pipelined(
+                        self.engine, unique, ids_under_lock=attempt > 0
+                    )
                 else:
                     stored, known = self._append_generic(unique)
                 break

@@ -374,3 +374,45 @@ def _catalog_record(i: int) -> dict[str, Any]:
         "rebuild-bucket", f"k/{i % 700}", sequencer=sequencer_of(i + 1), version_id=f"v{i}",
         when=T0 + timedelta(milliseconds=i), request_id=f"REQ-REBUILD-{i}",
     )  # fmt: skip
+
+
+@pytest.mark.postgres
+def test_writers_racing_for_the_same_ids_store_them_once_without_error(
+    postgres_url: str,
+) -> None:
+    """Two appends of the same event both read its id as unknown before the lock; the one
+    that gets the lock second fails its INSERT on the unique constraint and retries with the
+    ids read under the lock, so it counts a duplicate instead of running out of retries."""
+    (event,) = new_events([s3_record("bucket", "raced.txt", sequencer="0A")])
+    store = SqlEventStore(create_engine(postgres_url, pool="null"))  # a connection per writer
+    holding = create_engine(postgres_url)  # the lock's holder, on a connection of its own
+    results: list[Any] = []
+    with holding.connect() as holder:
+        holder.execute(sa.select(sa.func.pg_advisory_xact_lock(store.append_lock_id)))
+        threads = [
+            threading.Thread(target=lambda: results.append(store.append([event]))) for _ in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # both read the known ids and wait for the lock
+            holder.execute(
+                sa.text("SELECT pg_stat_clear_snapshot()")
+            )  # a fresh look, mid-transaction
+            waiting = holder.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                )
+            ).scalar()
+            if waiting == 2:
+                break
+            time.sleep(0.05)
+        assert waiting == 2
+        holder.commit()  # releases the lock
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted((r.appended, r.duplicates) for r in results) == [(0, 1), (1, 0)]
+    assert store.head_position() == 1 and store.verify().ok
+    store.engine.dispose()
+    holding.dispose()
