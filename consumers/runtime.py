@@ -16,7 +16,10 @@ SERVICE_DEFAULT = "s3-eventstore"
 NAMESPACE_DEFAULT = "S3EventStore"
 
 _event_stores: dict[str, "EventStore"] = {}
-_reactor_runners: dict[str, "ReactorRunner"] = {}
+# By (database URL, reactor name): a runner writes to the log of the URL it was made for, and a
+# process that serves several databases (the end-to-end tests, one log per test) must not
+# write one's outcomes into another.
+_reactor_runners: dict[tuple[str, str], "ReactorRunner"] = {}
 _lock = threading.Lock()
 
 
@@ -89,9 +92,11 @@ def reactor_runner(name: str) -> "ReactorRunner":
     from eventstore.reactors.registry import get_reactor
     from eventstore.reactors.runner import ReactorRunner
     from eventstore.replay.aws import make_client
+    from eventstore.store.credentials import database_url
 
+    key = (database_url() or "", name)
     with _lock:
-        existing = _reactor_runners.get(name)
+        existing = _reactor_runners.get(key)
     if existing is not None:
         return existing
     made = ReactorRunner(
@@ -101,4 +106,4 @@ def reactor_runner(name: str) -> "ReactorRunner":
         SqsMessageSender(make_client("sqs", endpoint_url=os.environ.get("AWS_ENDPOINT_URL"))),
     )
     with _lock:
-        return _reactor_runners.setdefault(name, made)
+        return _reactor_runners.setdefault(key, made)

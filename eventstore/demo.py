@@ -9,6 +9,7 @@ import sqlite3
 import sys
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ import boto3
 
 from eventstore.aws.embedded import embedded_aws
 from eventstore.aws.fanout import MOTO_SKIPPED_TYPES, create_fanout
-from eventstore.aws.poller import SqsPoller, drain, load_handler
+from eventstore.aws.poller import SqsPoller, drain
 from eventstore.core.parsing import parse_sqs_body
 from eventstore.errors import ConfigurationError, MalformedMessageError
 from eventstore.output import (
@@ -90,6 +91,10 @@ def run_demo(
     result = DemoResult(db_url=url)
     say = _printer(out)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log between the output
+    # Here several reactor functions (one per Lambda container on AWS) run in one process, so
+    # their concurrent invocations meet in Powertools' shared metric set, which warns that a
+    # dimension is set twice. The demo publishes no metrics.
+    warnings.filterwarnings("ignore", message="Dimension 'reactor' has already been added")
     with embedded_aws() as endpoint:
         env = {**_LAMBDA_ENVIRONMENT, "AWS_ENDPOINT_URL": endpoint, "EVENTSTORE_DB_URL": url}
         with _environment(env):
@@ -145,8 +150,10 @@ def _run(
         consumer = fanout.consumer_of(queue.logical_id)
         handler: Handler = _acknowledge  # a filtered queue without a function: just count
         if consumer is not None:
-            os.environ.update(consumer.environment | {"EVENTSTORE_DB_URL": result.db_url})
-            handler = load_handler(consumer.handler)
+            # Queue URLs and bucket names may be shared process-wide; each reactor function's
+            # own reactor is bound by its handler (ConsumerSpec.load_handler).
+            os.environ.update(consumer.shared_environment() | {"EVENTSTORE_DB_URL": result.db_url})
+            handler = consumer.load_handler()
         source = fanout.event_source(queue.logical_id, concurrency=POLLERS_PER_QUEUE)
         tallies[queue.logical_id] = Counter()
         pollers.append(
@@ -206,7 +213,7 @@ def _describe_fanout(fanout: "Fanout", say: Callable[[str], None]) -> None:
         queue = fanout.queues[subscription.queue]
         dead = fanout.queue_for_dead_letters_of(queue.logical_id)
         routing = (
-            "only " + ", ".join(_filtered_names(subscription.filter_policy))
+            "only " + _filter_text(subscription.filter_policy)
             if subscription.filter_policy
             else "every event"
         )
@@ -216,22 +223,41 @@ def _describe_fanout(fanout: "Fanout", say: Callable[[str], None]) -> None:
             else "SNS envelope"
         )
         consumer = consumers.get(queue.logical_id)
-        runs = (
-            f"{consumer.handler} (batch {consumer.batch_size},"
-            f" window {consumer.batching_window:g} s, {POLLERS_PER_QUEUE} pollers)"
-            if consumer
-            else "no function in the template: the demo reads and counts"
-        )  # fmt: skip
-        say(f"  queue {queue.name:<22} {routing}; body: {body}")
+        runs = "no function in the template: the demo reads and counts"
+        if consumer is not None:
+            what = f"reactor {consumer.reactor}" if consumer.reactor else consumer.handler
+            runs = (
+                f"{what} (batch {consumer.batch_size},"
+                f" window {consumer.batching_window:g} s, {POLLERS_PER_QUEUE} pollers)"
+            )
+        say(f"  queue {queue.name:<30} {routing}; body: {body}")
         dead_name = dead.name if dead else "-"
-        say(f"  {'':<28} DLQ {dead_name} after {queue.max_receive_count} receives; {runs}")
+        say(f"  {'':<36} DLQ {dead_name} after {queue.max_receive_count} receives; {runs}")
+    if "CsvOutputQueue" in fanout.queues:
+        say(f"  queue {fanout.queues['CsvOutputQueue'].name:<30} what csv-to-json converted")
+    if "CopyTargetBucket" in fanout.buckets:
+        say(f"  bucket s3://{fanout.buckets['CopyTargetBucket']} where copy-to-bucket copies")
     if fanout.skipped:
         say(f"  not created in moto: {', '.join(fanout.skipped)} (moto misreads their conditions)")
 
 
-def _filtered_names(policy: dict[str, Any] | None) -> list[str]:
-    names = (policy or {}).get("Records", {}).get("eventName", [])
-    return [str(n) for n in names]
+def _filter_text(policy: dict[str, Any]) -> str:
+    """An S3 notification filter policy (MessageBody scope) in a few words:
+    `ObjectCreated:*, key uploads/*`."""
+    record = policy.get("Records", {})
+    parts = [", ".join(_pattern(n) for n in record.get("eventName", []))]
+    keys = record.get("s3", {}).get("object", {}).get("key", [])
+    if keys:
+        parts.append("key " + " or ".join(_pattern(k) for k in keys))
+    return ", ".join(p for p in parts if p)
+
+
+def _pattern(condition: Any) -> str:
+    if isinstance(condition, dict) and "prefix" in condition:
+        return f"{condition['prefix']}*"
+    if isinstance(condition, dict) and "suffix" in condition:
+        return f"*{condition['suffix']}"
+    return str(condition)
 
 
 def _describe_queues(
@@ -251,7 +277,7 @@ def _describe_queues(
         )
         dead = result.dead_letters.get(queue.logical_id, 0)
         say(
-            f"  {queue.name:<22} {stats.received:>3} messages in {stats.invocations:>2} batches, "
+            f"  {queue.name:<30} {stats.received:>3} messages in {stats.invocations:>2} batches, "
             f"{stats.deleted:>3} deleted, {dead} dead-lettered: {names or '-'}"
         )  # fmt: skip
     say(

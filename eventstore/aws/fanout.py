@@ -4,9 +4,11 @@ subscriptions with filter policies and raw delivery, policies and bucket notific
 
 Lambda functions, roles, log groups and event source mappings are not created: their settings
 become `ConsumerSpec`s for the local poller (eventstore.aws.poller), since moto's Lambda
-needs Docker. Everything comes from the template itself, not from a second list here.
+needs Docker, and `ConsumerSpec.load_handler` gives the handler each function would run.
+Everything comes from the template itself, not from a second list here.
 """
 
+import importlib
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -15,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from eventstore.aws.poller import EventSource
+from eventstore.aws.poller import EventSource, Handler, load_handler
+from eventstore.aws.reactors import REACTOR_VARIABLE
 from eventstore.aws.template import (
     NO_VALUE,
     Resolver,
@@ -87,6 +90,37 @@ class ConsumerSpec:
     memory_mb: int
     maximum_concurrency: int | None
     environment: dict[str, str]
+
+    @property
+    def reactor(self) -> str | None:
+        """The reactor this function runs (its EVENTSTORE_REACTOR), if it is a reactor's."""
+        return self.environment.get(REACTOR_VARIABLE)
+
+    def shared_environment(self) -> dict[str, str]:
+        """The environment a local process running this consumer beside others may set
+        process-wide: all of it but the reactor's name, which each reactor function has its
+        own of (`load_handler` binds it instead)."""
+        return {k: v for k, v in self.environment.items() if k != REACTOR_VARIABLE}
+
+    def load_handler(self) -> Handler:
+        """The handler Lambda would invoke for this function, for the local poller.
+
+        Lambda gives each reactor function its own process, whose EVENTSTORE_REACTOR tells the
+        shared handler which reactor it is; locally several reactor functions share a process,
+        so the handler's module is asked for the handler of this one reactor instead
+        (`handler_for(name)`, as consumers.reactor defines it)."""
+        reactor = self.reactor
+        if reactor is None:
+            return load_handler(self.handler)
+        module_name = self.handler.rpartition(".")[0]
+        factory = getattr(importlib.import_module(module_name), "handler_for", None)
+        if not callable(factory):
+            raise TemplateError(
+                f"{self.function} runs reactor {reactor!r} but its handler's module "
+                f"{module_name} has no handler_for(name) to bind it locally"
+            )
+        handler: Handler = factory(reactor)
+        return handler
 
 
 @dataclass
@@ -172,6 +206,12 @@ def create_fanout(
         return [(n, s) for n, s in resources.items() if s.get("Type") == kind]
 
     # Order matters only for references: keys, then topics and queues, then what points at them.
+    for name, spec in of_type("AWS::IAM::Role"):
+        # Not created (the local consumers run with the test credentials), but a resource
+        # policy may name a role (the CSV output queue's only sender): give it its ARN.
+        role_name = resolver.resolve(spec["Properties"].get("RoleName")) or f"{stack_name}-{name}"
+        resolver.physical[name] = role_name
+        resolver.attributes[name] = {"Arn": f"arn:aws:iam::{account_id}:role/{role_name}"}
     for name, spec in of_type("AWS::KMS::Key"):
         _create_key(clients, resolver, name, spec)
     for _name, spec in of_type("AWS::KMS::Alias"):

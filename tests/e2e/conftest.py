@@ -37,6 +37,7 @@ class Stack:
     s3: Any
     sqs: Any
     db_url: str
+    endpoint_url: str
 
     @property
     def bucket(self) -> str:
@@ -48,6 +49,11 @@ class Stack:
 
     def store(self) -> SqlEventStore:
         return open_store(self.db_url)
+
+    def sns(self) -> Any:
+        return boto3.session.Session(region_name=REGION).client(
+            "sns", endpoint_url=self.endpoint_url
+        )
 
 
 @pytest.fixture
@@ -77,8 +83,10 @@ def stack(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         endpoint_url=moto_endpoint,
         skip_types=MOTO_SKIPPED_TYPES,
     )
+    # One process runs every consumer: their shared settings (queue URLs, bucket names) are
+    # set process-wide; each reactor function's own reactor is bound by its handler.
     for consumer in fanout.consumers:
-        for name, value in consumer.environment.items():
+        for name, value in consumer.shared_environment().items():
             if name != "EVENTSTORE_DB_URL":
                 monkeypatch.setenv(name, value)
     open_store(db_url).engine.dispose()  # schema by migrations, before concurrent consumers
@@ -88,4 +96,5 @@ def stack(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         s3=session.client("s3", endpoint_url=moto_endpoint),
         sqs=session.client("sqs", endpoint_url=moto_endpoint),
         db_url=db_url,
+        endpoint_url=moto_endpoint,
     )

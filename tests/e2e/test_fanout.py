@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from eventstore.aws.poller import Handler, SqsPoller, drain, load_handler
+from eventstore.aws.poller import Handler, SqsPoller, drain
 from eventstore.cli import main
 from eventstore.core.parsing import parse_sqs_body
 from eventstore.errors import MalformedMessageError
@@ -81,7 +81,7 @@ def _pollers(stack: Stack, handlers: dict[str, Handler]) -> dict[str, SqsPoller]
 def _template_handler(stack: Stack, queue: str) -> Handler:
     consumer = stack.fanout.consumer_of(queue)
     assert consumer is not None, f"the template has no function for {queue}"
-    return load_handler(consumer.handler)
+    return consumer.load_handler()
 
 
 def _dead_letters(stack: Stack, queue: str) -> list[dict[str, Any]]:

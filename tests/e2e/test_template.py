@@ -100,11 +100,24 @@ def test_queues_are_encrypted_with_dead_letter_queues_and_long_enough_visibility
     assert all(visibility[str(t)]["Seconds"] >= 6 * t for t in allowed)
     queues = _of_type("AWS::SQS::Queue")
     sources = {n: q for n, q in queues.items() if "RedrivePolicy" in q["Properties"]}
-    assert set(sources) == {"IngestQueue", "ArchiveQueue", "PutQueue", "CopyQueue"}
+    subscribed = {
+        s["Properties"]["Endpoint"]["Fn::GetAtt"][0]
+        for s in _of_type("AWS::SNS::Subscription").values()
+    }
+    assert subscribed == {
+        "IngestQueue", "ArchiveQueue", "PutQueue", "CopyQueue",
+        "CsvToJsonQueue", "ExtractTextQueue", "CopyToBucketQueue",
+    }  # fmt: skip
+    # every queue the topic feeds, and the CSV reactor's output queue, has a dead-letter queue
+    assert set(sources) == subscribed | {"CsvOutputQueue"}
     for queue in queues.values():
         assert "KmsMasterKeyId" in queue["Properties"]
+    for name in subscribed:
+        assert queues[name]["Properties"]["VisibilityTimeout"] == {
+            "Fn::FindInMap": ["VisibilityTimeout", {"Ref": "FunctionTimeout"}, "Seconds"]
+        }
     policy = _of_type("AWS::SQS::QueuePolicy")["QueuePolicy"]
-    assert len(policy["Properties"]["Queues"]) == len(sources)
+    assert {q["Ref"] for q in policy["Properties"]["Queues"]} == subscribed
 
 
 def test_roles_grant_no_wildcard_actions() -> None:
@@ -130,6 +143,9 @@ def test_roles_grant_no_wildcard_actions() -> None:
 
 def test_event_source_mappings_report_batch_item_failures() -> None:
     mappings = _of_type("AWS::Lambda::EventSourceMapping")
-    assert len(mappings) == 2
+    # one per function: ingest, archive and the five built-in reactors
+    functions = sorted(m["Properties"]["FunctionName"]["Ref"] for m in mappings.values())
+    assert functions == sorted(_of_type("AWS::Lambda::Function"))
+    assert len(functions) == 7
     for mapping in mappings.values():
         assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]

@@ -17,8 +17,20 @@ RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 TEXT = DEFAULT_TEMPLATE.read_text(encoding="utf-8")
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:prod/eventstore/db-AbCdEf"
 KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-SOURCE_QUEUES = ("IngestQueue", "ArchiveQueue", "PutQueue", "CopyQueue")
+SOURCE_QUEUES = (
+    "IngestQueue", "ArchiveQueue", "PutQueue", "CopyQueue",
+    "CsvToJsonQueue", "ExtractTextQueue", "CopyToBucketQueue",
+)  # fmt: skip
 DEAD_LETTER_QUEUES = tuple(q.replace("Queue", "DeadLetterQueue") for q in SOURCE_QUEUES)
+# The queue csv-to-json sends to: fed by that function, not by the topic.
+OUTPUT_QUEUE, OUTPUT_DEAD_LETTER_QUEUE = "CsvOutputQueue", "CsvOutputDeadLetterQueue"
+DATABASE_ROLES = [
+    {"Ref": role}
+    for role in (
+        "IngestRole", "PutConsumerRole", "CopyConsumerRole", "CsvToJsonRole", "ExtractTextRole",
+        "CopyToBucketRole",
+    )
+]  # fmt: skip
 
 
 def _resolver(**parameters: str) -> Resolver:
@@ -72,17 +84,19 @@ def test_the_functions_environment_names_where_credentials_are_never_a_password(
     assert "EVENTSTORE_DB_URL" not in TEXT
 
 
-def test_the_ingest_role_reads_only_its_database_secret_or_connects_as_its_one_user() -> None:
-    secret = RESOURCES["IngestDatabaseSecretPolicy"]
+def test_the_log_writers_read_only_the_database_secret_or_connect_as_its_one_user() -> None:
+    # (the ingest function and every reactor function append to the log)
+    secret = RESOURCES["DatabaseSecretPolicy"]
     (read,) = secret["Properties"]["PolicyDocument"]["Statement"]
     assert secret["Condition"] == "UseDatabaseSecret"
-    assert secret["Properties"]["Roles"] == [{"Ref": "IngestRole"}]
+    assert secret["Properties"]["Roles"] == DATABASE_ROLES
     assert (read["Effect"], read["Action"]) == ("Allow", "secretsmanager:GetSecretValue")
     assert read["Resource"] == {"Ref": "DatabaseSecretArn"}  # that secret, no wildcard
 
-    key = RESOURCES["IngestDatabaseSecretKeyPolicy"]
+    key = RESOURCES["DatabaseSecretKeyPolicy"]
     (decrypt,) = key["Properties"]["PolicyDocument"]["Statement"]
     assert key["Condition"] == "SecretUsesKmsKey"
+    assert key["Properties"]["Roles"] == DATABASE_ROLES
     assert (decrypt["Action"], decrypt["Resource"]) == (
         "kms:Decrypt",
         {"Ref": "DatabaseSecretKeyArn"},
@@ -91,9 +105,10 @@ def test_the_ingest_role_reads_only_its_database_secret_or_connects_as_its_one_u
         "Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"
     }
 
-    iam = RESOURCES["IngestDatabaseIamPolicy"]
+    iam = RESOURCES["DatabaseIamPolicy"]
     (connect,) = iam["Properties"]["PolicyDocument"]["Statement"]
     assert iam["Condition"] == "UseIamAuth"
+    assert iam["Properties"]["Roles"] == DATABASE_ROLES
     assert connect["Action"] == "rds-db:connect"
     resolver = _resolver(
         DatabaseIamHost="h", DatabaseIamUser="eventstore_ingest", DatabaseResourceId="db-ABC123"
@@ -157,11 +172,16 @@ def test_the_topic_and_every_queue_refuse_requests_without_tls() -> None:
     (topic,) = [s for s in _denies("TopicPolicy") if s["Condition"] == insecure]
     assert topic["Resource"] == {"Ref": "Topic"}
     covered: set[str] = set()
-    for policy in ("QueuePolicy", "DeadLetterQueuePolicy"):
+    for policy in ("QueuePolicy", "DeadLetterQueuePolicy", "CsvOutputQueuePolicy"):
         (deny,) = [s for s in _denies(policy) if s["Condition"] == insecure]
         assert (deny["Principal"], deny["Action"]) == ("*", "sqs:*")
-        covered |= {r["Fn::GetAtt"][0] for r in deny["Resource"]}
-    assert covered == {*SOURCE_QUEUES, *DEAD_LETTER_QUEUES}
+        covered |= {r["Fn::GetAtt"][0] for r in _as_list(deny["Resource"])}
+    queues = {n for n, s in RESOURCES.items() if s["Type"] == "AWS::SQS::Queue"}
+    assert (
+        covered
+        == queues
+        == {*SOURCE_QUEUES, *DEAD_LETTER_QUEUES, OUTPUT_QUEUE, OUTPUT_DEAD_LETTER_QUEUE}
+    )
 
 
 def test_the_key_serves_s3_and_sns_only_for_this_bucket_and_this_topic() -> None:
@@ -185,7 +205,8 @@ def test_the_key_serves_s3_and_sns_only_for_this_bucket_and_this_topic() -> None
 
 def test_dead_letter_queues_take_redrives_only_from_their_own_source_queue() -> None:
     resolver = _resolver()
-    for source, dead_letter in zip(SOURCE_QUEUES, DEAD_LETTER_QUEUES, strict=True):
+    pairs = [*zip(SOURCE_QUEUES, DEAD_LETTER_QUEUES, strict=True)]
+    for source, dead_letter in [*pairs, (OUTPUT_QUEUE, OUTPUT_DEAD_LETTER_QUEUE)]:
         redrive = RESOURCES[source]["Properties"]["RedrivePolicy"]
         assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [dead_letter, "Arn"]}
         allow = RESOURCES[dead_letter]["Properties"]["RedriveAllowPolicy"]
