@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_ingest import (  # noqa: E402  (the folder is put on the path just above)
+from bench_ingest import (
     QUIET_ENV,
     ROOT,
     LambdaContext,
