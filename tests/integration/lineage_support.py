@@ -16,6 +16,7 @@ from tests.notification_factory import T0, new_events, s3_record
 from tests.reactor_fakes import InMemoryMessages, InMemoryObjectStore
 
 BUCKET = "data"
+CSV_SAMPLE = b"name,qty\napple,3\npear,5\n"
 
 
 class CsvToLines(Reactor):
