@@ -10,7 +10,7 @@ continues where it stopped, and a finished one has nothing left to do.
 
 import uuid
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -25,7 +25,7 @@ from eventstore.reactors.status import RUN_REQUEST_PREFIX
 from eventstore.store.base import EventQuery
 from eventstore.store.sql import SqlEventStore
 
-DEFAULT_CHUNK = 100  # events considered per chunk; its outcomes are one append
+DEFAULT_CHUNK = 100  # events read from the log per chunk; a chunk's outcomes are one append
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -61,25 +61,25 @@ def history_query(
 
 
 def considered_events(
-    reactor: Reactor, log: SqlEventStore, query: EventQuery
-) -> Iterator[StoredEvent]:
+    reactor: Reactor, log: SqlEventStore, query: EventQuery, *, page: int = DEFAULT_CHUNK
+) -> Iterator[list[StoredEvent]]:
     """The S3 events (no outcomes) of the log that the query and the reactor both want, in
-    position order, streamed."""
-    for stored in log.iter_events(query):
-        event = stored.event
-        if event.source is not Source.REACTOR and reactor.wants.matches(event):
-            yield stored
-
-
-def _chunks(stored: Iterator[StoredEvent], size: int) -> Iterator[list[StoredEvent]]:
-    chunk: list[StoredEvent] = []
-    for item in stored:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    position order, a page of the query at a time. Each page is read whole before it is
+    handed on, so no connection is held while the caller writes (PostgreSQL engines have
+    one connection)."""
+    after = 0
+    while True:
+        rows = list(log.iter_events(replace(query, limit=page), after=after))
+        if not rows:
+            return
+        after = rows[-1].position
+        yield [
+            s
+            for s in rows
+            if s.event.source is not Source.REACTOR and reactor.wants.matches(s.event)
+        ]
+        if len(rows) < page:
+            return
 
 
 @dataclass
@@ -123,8 +123,10 @@ def failures_recorded(
     o = reactor_outcomes
     found: dict[str, int] = {}
     wanted = sorted(set(cause_ids))
+    if not wanted:
+        return found
     with log.engine.connect() as connection:
-        if not wanted or not sa.inspect(connection).has_table(o.name):
+        if not sa.inspect(connection).has_table(o.name):
             return found
         for start in range(0, len(wanted), 400):
             rows = connection.execute(
@@ -160,7 +162,9 @@ def run_from_log(
     re-raises: a second run starts with the first event left."""
     reactor = runner.reactor
     summary = RunSummary(reactor.name, reactor.version, run_id)
-    for chunk in _chunks(considered_events(reactor, log, query), chunk_size):
+    for chunk in considered_events(reactor, log, query, page=chunk_size):
+        if not chunk:
+            continue
         pending = [s.event for s in _pending(reactor, log, chunk)]
         summary.considered += len(chunk)
         summary.already_processed += len(chunk) - len(pending)
@@ -180,7 +184,8 @@ def run_from_log(
                 if progress is not None:
                     progress.advance()
         finally:  # interrupted or not, what was done is recorded
-            runner.record(reactions, correlation_id=run_id)
+            if reactions:
+                runner.record(reactions, correlation_id=run_id)
         for reaction in reactions:
             if reaction.ok:
                 summary.processed += 1
@@ -204,7 +209,7 @@ def dry_run_from_log(
     progress: Progress | None = None,
 ) -> Iterator[StoredEvent]:
     """The events a run would react to, streamed; counts go to `summary`. Reads only."""
-    for chunk in _chunks(considered_events(reactor, log, query), chunk_size):
+    for chunk in considered_events(reactor, log, query, page=chunk_size):
         pending = _pending(reactor, log, chunk)
         summary.considered += len(chunk)
         summary.already_processed += len(chunk) - len(pending)
