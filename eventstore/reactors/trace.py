@@ -279,20 +279,28 @@ def gather(
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_events: int = DEFAULT_MAX_EVENTS,
 ) -> LineageFacts:
-    """Read what the lineage of one object needs: forwards breadth first from its events
-    (each event's outcomes read once, however many paths lead to it), then backwards."""
+    """Read what the lineage of one object needs, a level of the tree at a time: forwards
+    from its events, then backwards from the outputs recorded as it."""
     target = (bucket, key)
     facts = LineageFacts()
     facts.events_of.update(queries.events_of_objects([target]))
     facts.roots = [
         s for s in facts.events_of[target] if version_id is None or s.event.version_id == version_id
     ]
+    _gather_forwards(queries, facts, max_depth=max_depth, max_events=max_events)
+    _gather_backwards(queries, facts, target, version_id, max_depth=max_depth)
+    return facts
 
+
+def _gather_forwards(
+    queries: LineageQueries, facts: LineageFacts, *, max_depth: int, max_events: int
+) -> None:
+    """Breadth first: each event's outcomes are read once, however many paths lead to it."""
     frontier = facts.roots[:max_events]
     seen = {s.event.event_id for s in frontier}
     for _ in range(max_depth):
         if not frontier:
-            break
+            return
         facts.outcomes_of.update(queries.outcomes_of_causes([s.event.event_id for s in frontier]))
         produced = [
             o
@@ -314,27 +322,30 @@ def gather(
                     seen.add(event_id)
                     frontier.append(stored)
 
-    causes = list(facts.roots)
+
+def _gather_backwards(
+    queries: LineageQueries,
+    facts: LineageFacts,
+    target: Object,
+    version_id: str | None,
+    *,
+    max_depth: int,
+) -> None:
+    """From the outputs recorded as the traced object to their causes, the outputs those
+    causes are, their causes, and so on; each cause read once."""
+    facts.produced_as.update(queries.produced_as([target]))
+    wanted = {p.cause_event_id for p in _root_origins(facts, target, version_id)}
     looked: set[str] = set()
-    for level in range(max_depth):
-        objects = {(s.event.bucket, s.event.key) for s in causes} | (
-            {target} if not level else set()
-        )
-        facts.produced_as.update(queries.produced_as(objects - facts.produced_as.keys()))
-        wanted = (
-            {p.cause_event_id for p in _root_origins(facts, target, version_id)}
-            if not level
-            else set()
-        )
-        for stored in causes:
-            wanted.update(p.cause_event_id for p in _origins_of(facts, stored) or ())
+    for _ in range(max_depth):
         wanted -= looked
+        if not wanted:
+            return
         looked |= wanted
-        facts.events_by_id.update(queries.events_by_id(wanted))
-        causes = [facts.events_by_id[i] for i in sorted(wanted) if i in facts.events_by_id]
-        if not causes:
-            break
-    return facts
+        causes = queries.events_by_id(wanted)
+        facts.events_by_id.update(causes)
+        objects = {(c.event.bucket, c.event.key) for c in causes.values()}
+        facts.produced_as.update(queries.produced_as(objects - facts.produced_as.keys()))
+        wanted = {p.cause_event_id for c in causes.values() for p in _origins_of(facts, c) or ()}
 
 
 # -- assembling: the tree from the facts, no I/O -------------------------------------------------
