@@ -159,6 +159,49 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--region", help="with archive / s3 / sqs: the AWS region")
     replay.set_defaults(run=cmd_replay)
 
+    trace = commands.add_parser(
+        "trace", help="lineage: an object's events, what reactors derived from them, and back"
+    )
+    trace.add_argument("uri", metavar="s3://BUCKET/KEY")
+    trace.add_argument("--version", dest="version_id", metavar="V", help="one version only")
+    trace.add_argument("--format", choices=("table", "json"), default="table")
+    trace.set_defaults(run=cmd_trace)
+
+    reactors = commands.add_parser("reactors", help="registered reactors, their outcomes, re-runs")
+    reactor_actions = reactors.add_subparsers(
+        dest="reactors_command", required=True, metavar="ACTION"
+    )
+    reactors_list = reactor_actions.add_parser("list", help="every registered reactor")
+    _add_format(reactors_list)
+    reactors_list.set_defaults(run=cmd_reactors_list)
+    reactors_status = reactor_actions.add_parser(
+        "status", help="outcomes, backlog and latency per reactor; exit 1 if one is failing"
+    )
+    reactors_status.add_argument("name", nargs="?", help="one reactor (default: all)")
+    _add_format(reactors_status)
+    reactors_status.set_defaults(run=cmd_reactors_status)
+    reactors_run = reactor_actions.add_parser(
+        "run", help="re-run a reactor over the log's history (resumable)"
+    )
+    reactors_run.add_argument("name")
+    reactors_run.add_argument("--from", dest="source", required=True, choices=("log",))
+    reactors_run.add_argument("--bucket")
+    reactors_run.add_argument("--prefix")
+    reactors_run.add_argument("--since", metavar="TIME", help="event time >= TIME (ISO 8601)")
+    reactors_run.add_argument("--until", metavar="TIME", help="event time < TIME (ISO 8601)")
+    reactors_run.add_argument("--type", action="append", default=[], metavar="NAME")
+    reactors_run.add_argument(
+        "--dry-run", action="store_true", help="list the events it would react to (in --format)"
+    )
+    reactors_run.add_argument(
+        "--chunk", type=_positive_int, default=100, metavar="N",
+        help="events per chunk; each chunk's outcomes are recorded before the next (default 100)",
+    )  # fmt: skip
+    reactors_run.add_argument("--endpoint-url", metavar="URL", help="the AWS endpoint")
+    reactors_run.add_argument("--region", help="the AWS region")
+    _add_format(reactors_run)
+    reactors_run.set_defaults(run=cmd_reactors_run)
+
     demo = commands.add_parser(
         "demo", help="the whole fan-out on this machine (moto server), into a fresh SQLite log",
         description="Runs the S3 -> SNS -> SQS -> Lambda fan-out locally and leaves the log in "
@@ -544,6 +587,50 @@ REPLAY_SOURCES: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def cmd_replay(args: argparse.Namespace) -> int:
     return REPLAY_SOURCES[args.source](args)
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from eventstore.reactors.commands import OUTCOMES, trace_command
+
+    bucket, key = parse_s3_uri(args.uri)
+    event_store = _event_store(args)
+    lag = _warn_if_behind(event_store, OUTCOMES)
+    return trace_command(
+        event_store, bucket, key, version_id=args.version_id, fmt=args.format, lag=lag
+    )
+
+
+def cmd_reactors_list(args: argparse.Namespace) -> int:
+    from eventstore.reactors.commands import list_command
+
+    return list_command(args.format)
+
+
+def cmd_reactors_status(args: argparse.Namespace) -> int:
+    from eventstore.reactors.commands import OUTCOMES, status_command
+
+    event_store = _event_store(args)
+    _warn_if_behind(event_store, OUTCOMES)
+    return status_command(event_store, args.name, args.format)
+
+
+def cmd_reactors_run(args: argparse.Namespace) -> int:
+    from eventstore.reactors.commands import run_command
+
+    return run_command(
+        lambda: _event_store(args),
+        args.name,
+        bucket=args.bucket,
+        prefix=args.prefix,
+        since=parse_option_time(args.since, "--since") if args.since else None,
+        until=parse_option_time(args.until, "--until") if args.until else None,
+        types=tuple(args.type),
+        dry_run=args.dry_run,
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+        chunk_size=args.chunk,
+        fmt=args.format,
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

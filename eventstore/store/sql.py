@@ -233,9 +233,14 @@ class SqlEventStore:
         """The audit query: events matching every filter, in position order."""
         return list(self.iter_events(query))
 
-    def iter_events(self, query: EventQuery) -> Iterator[StoredEvent]:
-        """The audit query, streamed: events matching every filter, in position order."""
-        statement = _SELECT_COLUMNS.where(*_event_filters(query)).order_by(events.c.position)
+    def iter_events(self, query: EventQuery, *, after: int = 0) -> Iterator[StoredEvent]:
+        """The audit query, streamed: events matching every filter, in position order (after
+        position `after`: a cursor for reading page by page, `limit` rows at a time, with no
+        connection held between pages)."""
+        conditions = _event_filters(query)
+        if after:
+            conditions.append(events.c.position > after)
+        statement = _SELECT_COLUMNS.where(*conditions).order_by(events.c.position)
         if query.limit is not None:
             statement = statement.limit(query.limit)
         with self.engine.connect() as connection:
