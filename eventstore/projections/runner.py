@@ -522,6 +522,7 @@ class ProjectionRunner:
         """Read one large chunk (outside any write transaction) and fold it into every build
         in memory; True when it reached the head."""
         start = min(build.position for build in builds)
+        failed: list[_Build] = []
         with self.store.engine.connect() as connection:
             events = list(self.store.read_in(connection, after=start, limit=self.rebuild_chunk))
             for build in list(builds):
@@ -534,12 +535,20 @@ class ProjectionRunner:
                 except Exception as error:
                     _reraise_if_connection_lost(error)
                     builds.remove(build)
-                    self._isolate_failure(build, reports)
+                    failed.append(build)
                     continue
                 build.position = mine[-1].position
                 reports[build.projection.name].applied += len(mine)
                 if progress is not None:
                     progress.advance(len(mine))
+        # Only once this read's connection is back: isolating takes a write connection and
+        # the checkpoint's row lock. Taken while the read still held its tables (and, on a
+        # Lambda-sized pool of one, its only connection), that waited for the pool, or
+        # deadlocked with a runner swapping those tables in (it holds the row and wants the
+        # tables) — which is also how a fold comes to fail here: another runner renamed the
+        # shadow tables it reads.
+        for build in failed:
+            self._isolate_failure(build, reports)
         return len(events) < self.rebuild_chunk
 
     def _flush_or_isolate(

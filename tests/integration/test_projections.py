@@ -573,3 +573,47 @@ def test_a_users_fold_backfills_catches_up_and_rebuilds_to_the_same_rows(db_url:
         assert report.swapped and _rows(store, "bytes_by_bucket") == caught_up
     finally:
         unregister("bytes_by_bucket")
+
+
+class _PoisonedFold(_BytesFold):
+    def apply(self, context: ProjectionContext, events: Sequence[StoredEvent]) -> None:
+        for stored in events:
+            if stored.event.key == "data/poison.csv":
+                raise RuntimeError("cannot fold data/poison.csv")
+        super().apply(context, events)
+
+    def flush(self, context: ProjectionContext) -> None:
+        self.totals = {}  # what it writes is not the point here
+
+
+class PoisonedBytes(BytesByBucket):
+    name = "poisoned_bytes"
+    tables = (
+        sa.Table(
+            "poisoned_bytes",
+            sa.MetaData(),
+            sa.Column("bucket", sa.Text(), primary_key=True),
+            sa.Column("bytes", sa.BigInteger(), nullable=False),
+        ),
+    )
+
+    def start(self) -> Fold:
+        return _PoisonedFold()
+
+
+def test_a_fold_failing_during_a_rebuild_is_recorded_on_a_one_connection_engine(
+    db_url: str,
+) -> None:
+    """A fold that raises while a rebuild reads the log is isolated after that read's
+    connection is returned: the engine (a Lambda's) has one connection, and asking for a
+    second one meanwhile waited out the pool's timeout (or, under other runners, deadlocked
+    with a swap)."""
+    store = _store_with(db_url, PoisonedBytes())
+    store.log.append(_puts(3))
+    store.log.append(
+        new_events([s3_record(BUCKET, "data/poison.csv", sequencer="00A0", when=_at(60), size=1)])
+    )
+    reports = {r.name: r for r in store.catch_up()}  # raised the pool's TimeoutError
+    assert "cannot fold data/poison.csv" in (reports["poisoned_bytes"].error or "")
+    status = {s.name: s for s in store.runner.status()}
+    assert status["poisoned_bytes"].error_position == 4
