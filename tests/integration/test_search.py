@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from eventstore.core.events import NewEvent
 from eventstore.errors import ConfigurationError
+from eventstore.projections.runner import ProjectionRunner
 from eventstore.projections.search import SearchHit, SearchIndexProjection, search
 from eventstore.reactors import Reactor
 from eventstore.reactors.builtin import CsvToJsonReactor, ExtractTextReactor
@@ -154,6 +155,25 @@ def test_a_rebuild_gives_the_same_answers_and_the_index_keeps_working(
     assert pipeline.keys("pears") == ["uploads/new.txt"]
     assert "uploads/notes/todo.txt" in pipeline.keys("apples")
     assert _tables(pipeline.log) == _tables_of_a_fresh_build(pipeline.log)
+    _assert_index_matches_documents(pipeline.log)
+
+
+def test_a_rebuild_flushed_many_times_replaces_documents_across_flushes(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.upload({"uploads/notes/todo.txt": "Pears only now."})
+    pipeline.upload({"uploads/notes/todo.txt": "Plums only now."})
+    before = {q: pipeline.search(q) for q in ("apples", "pears", "plums", "only")}
+    # A flush after every couple of events: most documents are replaced in stored rows
+    runner = ProjectionRunner(
+        pipeline.log, [SearchIndexProjection()], chunk=2, rebuild_chunk=2, flush_bound=1
+    )
+
+    (report,) = runner.rebuild([INDEX])
+
+    assert report.swapped and report.error is None
+    assert {q: pipeline.search(q) for q in before} == before
+    assert before["pears"] == [] and len(before["only"]) == 1
     _assert_index_matches_documents(pipeline.log)
 
 
