@@ -201,6 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
     reactors_run.add_argument("--region", help="the AWS region")
     _add_format(reactors_run)
     reactors_run.set_defaults(run=cmd_reactors_run)
+    search = commands.add_parser("search", help="full-text search over extracted text")
+    search.add_argument(
+        "words", nargs="+", metavar="WORD",
+        help="plain words, all of them required (put -- before a word starting with '-')",
+    )  # fmt: skip
+    search.add_argument(
+        "--prefix", help="only objects whose key, or whose upload's key, starts with this"
+    )
+    search.add_argument("--limit", type=_positive_int, default=20, help="at most this many hits")
+    _add_format(search)
+    search.set_defaults(run=cmd_search)
 
     demo = commands.add_parser(
         "demo", help="the whole fan-out on this machine (moto server), into a fresh SQLite log",
@@ -389,6 +400,15 @@ def cmd_objects(args: argparse.Namespace) -> int:
     rows = (catalog_row(e) for e in entries)
     render(rows, CATALOG_FIELDS, args.format, sys.stdout, table_fields=CATALOG_TABLE_FIELDS)
     return EXIT_OK
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from eventstore.projections.search import SearchIndexProjection
+    from eventstore.search_command import run_search
+
+    event_store = _event_store(args)
+    _warn_if_behind(event_store, SearchIndexProjection.name)
+    return run_search(args, event_store)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -15,14 +15,20 @@ Either way the runner hands over a ProjectionContext with the live tables or, du
 rebuild, their shadow copies; the checkpoint moves in the same transaction as the writes
 (the flush), so an event is applied exactly once. Events carry the typed columns; the
 verbatim record (`event.record`) is decoded only if a projection reads it.
+
+What a `Table` cannot declare (a full-text index: an SQLite FTS5 virtual table, a
+PostgreSQL generated column and its GIN index) a projection names in `companions`; they are
+created, dropped and swapped in with its tables.
 """
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
 
 from eventstore.core.events import StoredEvent
 
@@ -43,6 +49,21 @@ class ProjectionContext:
     def table(self, name: str) -> sa.Table:
         """The table `name` of this projection, live or shadow as the runner decided."""
         return self._tables[name]
+
+
+@dataclass(frozen=True, slots=True)
+class Companion:
+    """A schema object beside a projection's tables that a SQLAlchemy `Table` cannot declare,
+    created by its DDL right after the tables (live, shadow or dry-run copies alike).
+
+    `kind` says how it follows its table through a rebuild: a `"table"` (an FTS5 virtual
+    table) is dropped with the tables and renamed over the live one on a swap; an `"index"`
+    or a `"column"` belongs to its table and goes and moves with it (an index's name must
+    contain its table's name, as the naming convention's do, to be renamed with it)."""
+
+    kind: Literal["table", "index", "column"]
+    name: str
+    create: str  # the DDL, for the tables it was made for
 
 
 class Fold(ABC):
@@ -82,6 +103,12 @@ class Projection(ABC):
     def effective_version(self) -> int:
         """The version the checkpoint records; settings that change the contents add to it."""
         return self.version
+
+    def companions(self, dialect: Dialect, tables: Mapping[str, sa.Table]) -> Sequence[Companion]:
+        """The schema objects `tables` (the live tables or copies of them: derive every name
+        from theirs) need beyond their own DDL, on `dialect`; none by default. Companions
+        are part of the tables' shape: change them only with a new `version`."""
+        return ()
 
     def apply(self, context: ProjectionContext, events: Sequence[StoredEvent]) -> None:
         """Fold `events` (in position order, all after the checkpoint) into the tables,

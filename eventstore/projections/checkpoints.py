@@ -4,7 +4,8 @@ creating, dropping and swapping a projection's tables.
 A checkpoint row says which version of a projection is live, up to which log position it
 folded, and, while a rebuild runs, the version and position of the shadow build. Every
 method works inside the caller's transaction, so a projection's writes and its checkpoint
-move together.
+move together. A projection's companions (base.Companion: schema objects a Table cannot
+declare) are created, dropped and swapped in with its tables.
 """
 
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
-from eventstore.projections.base import Projection
+from eventstore.projections.base import Companion, Projection
 from eventstore.store.schema import NAMING_CONVENTION, copy_table, events, projection_checkpoints
 
 SHADOW_SUFFIX = "__rebuild"
@@ -131,14 +132,14 @@ class SqlCheckpoints:
         ).first()  # fmt: skip
         if created is None:
             return False
-        self.create_tables(connection, shadow_tables(projection))
+        self.create_tables(connection, shadow_tables(projection), projection=projection)
         return True
 
     def restart_rebuild(
         self, connection: Connection, projection: Projection, event_filter: str | None
     ) -> None:
         """Rebuild from 0, of the code's version, into empty shadow tables."""
-        self.create_tables(connection, shadow_tables(projection))
+        self.create_tables(connection, shadow_tables(projection), projection=projection)
         connection.execute(
             sa.update(checkpoints)
             .where(checkpoints.c.name == projection.name)
@@ -151,7 +152,10 @@ class SqlCheckpoints:
 
     def shadow_exists(self, connection: Connection, projection: Projection) -> bool:
         inspector = sa.inspect(connection)
-        return all(inspector.has_table(t.name) for t in shadow_tables(projection).values())
+        shadow = shadow_tables(projection)
+        names = [t.name for t in shadow.values()]
+        names += [c.name for c in _companions(connection, projection, shadow, "table")]
+        return all(inspector.has_table(name) for name in names)
 
     def advance(
         self,
@@ -191,8 +195,14 @@ class SqlCheckpoints:
         head_hash: str | None,
     ) -> None:
         """Replace the live tables by the shadow ones and make the rebuild the live version."""
-        shadow = shadow_tables(projection)
-        for name, table in live_tables(projection).items():
+        shadow, live = shadow_tables(projection), live_tables(projection)
+        # Companion tables are paired by position: each one's name is derived from its table's.
+        old = _companions(connection, projection, live, "table")
+        new = _companions(connection, projection, shadow, "table")
+        _drop_companions(connection, old)
+        for companion, replacing in zip(new, old, strict=True):
+            _rename_table(connection, companion.name, replacing.name, SHADOW_SUFFIX)
+        for name, table in live.items():
             table.drop(connection, checkfirst=True)
             _rename_table(connection, shadow[name].name, name, SHADOW_SUFFIX)
         connection.execute(
@@ -207,19 +217,56 @@ class SqlCheckpoints:
         )  # fmt: skip
 
     @staticmethod
-    def create_tables(connection: Connection, tables: dict[str, sa.Table]) -> None:
+    def create_tables(
+        connection: Connection,
+        tables: dict[str, sa.Table],
+        *,
+        projection: Projection | None = None,
+    ) -> None:
+        """Create `tables` empty (dropping any left over), then `projection`'s companions
+        of them."""
+        companions = _companions(connection, projection, tables)
+        _drop_companions(connection, companions)
         for table in tables.values():
             table.drop(connection, checkfirst=True)
             table.create(connection)
+        for companion in companions:
+            connection.exec_driver_sql(companion.create)
 
     @staticmethod
-    def drop_tables(connection: Connection, tables: dict[str, sa.Table]) -> None:
+    def drop_tables(
+        connection: Connection,
+        tables: dict[str, sa.Table],
+        *,
+        projection: Projection | None = None,
+    ) -> None:
+        _drop_companions(connection, _companions(connection, projection, tables))
         for table in tables.values():
             table.drop(connection, checkfirst=True)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _companions(
+    connection: Connection,
+    projection: Projection | None,
+    tables: dict[str, sa.Table],
+    kind: str | None = None,
+) -> list[Companion]:
+    if projection is None:
+        return []
+    found = projection.companions(connection.dialect, tables)
+    return [c for c in found if kind is None or c.kind == kind]
+
+
+def _drop_companions(connection: Connection, companions: list[Companion]) -> None:
+    """Drop the companion tables (indexes and columns go with their tables)."""
+    preparer = connection.dialect.identifier_preparer
+    for companion in companions:
+        if companion.kind == "table":
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {preparer.quote(companion.name)}")
 
 
 def _rename_table(connection: Connection, old: str, new: str, suffix: str) -> None:

@@ -32,8 +32,14 @@ def builtin_projections() -> list[Projection]:
     from eventstore.projections.catalog import ObjectCatalogProjection
     from eventstore.projections.principal_activity import PrincipalActivityProjection
     from eventstore.projections.reactor_outcomes import ReactorOutcomesProjection
+    from eventstore.projections.search import SearchIndexProjection
 
-    return [ObjectCatalogProjection(), PrincipalActivityProjection(), ReactorOutcomesProjection()]
+    return [
+        ObjectCatalogProjection(),
+        PrincipalActivityProjection(),
+        ReactorOutcomesProjection(),
+        SearchIndexProjection(),
+    ]
 
 
 def _from_entry_points() -> list[Projection]:

@@ -672,7 +672,7 @@ class ProjectionRunner:
         chosen = event_filter or EventQuery()
         head = self.store.head_position()
         with self.store.write() as connection:
-            self.checkpoints.create_tables(connection, tables)
+            self.checkpoints.create_tables(connection, tables, projection=projection)
         try:
             fold, after, fresh = projection.start(), 0, True
             while after < head:
@@ -699,7 +699,7 @@ class ProjectionRunner:
                 ]
         finally:
             with self.store.write() as connection:
-                self.checkpoints.drop_tables(connection, tables)
+                self.checkpoints.drop_tables(connection, tables, projection=projection)
 
 
 def _faults(rows: dict[str, Checkpoint], head: int, hashes: dict[str, str]) -> dict[str, str]:

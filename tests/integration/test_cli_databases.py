@@ -22,6 +22,7 @@ READ_COMMANDS = [
     ["projections", "status"],
     ["projections", "list"],
     ["projections", "show", "object_catalog"],
+    ["search", "words"],
 ]
 WRITE_COMMANDS = [
     ["ingest", str(EVENTS_DIR / "s3_put.json")],

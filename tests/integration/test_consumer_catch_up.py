@@ -10,6 +10,7 @@ import pytest
 
 from consumers import ingest, runtime
 from eventstore.projections.catalog import catalog_entries
+from eventstore.projections.registry import builtin_projections
 from eventstore.projections.runner import ProjectionStatus
 from tests.notification_factory import T0, s3_record, sns_wrapped
 
@@ -24,6 +25,9 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_ms
+
+
+BUILTIN = {p.name for p in builtin_projections()}
 
 
 def _sqs_event(count: int) -> dict[str, object]:
@@ -90,7 +94,7 @@ def test_nearly_expired_invocation_stores_the_batch_but_defers_catch_up(db_url: 
     status = statuses()
     # The append wrote the log only; no time was left to build any projection, the catalog
     # included (a fresh database holds the catalog's seeded version-1 checkpoint: "outdated").
-    assert set(status) == {"object_catalog", "principal_activity", "reactor_outcomes"}
+    assert set(status) == BUILTIN
     assert {(s.position, s.lag) for s in status.values()} == {(0, 3)}
     assert all(s.state in ("new", "outdated") for s in status.values()), status
     assert catalog_keys() == []
@@ -99,7 +103,7 @@ def test_nearly_expired_invocation_stores_the_batch_but_defers_catch_up(db_url: 
 def test_invocation_with_time_catches_projections_up(db_url: str) -> None:
     ingest.handler(_sqs_event(4), LambdaContext(remaining_ms=60_000))
     status = statuses()
-    assert set(status) == {"object_catalog", "principal_activity", "reactor_outcomes"}
+    assert set(status) == BUILTIN
     assert {s.state for s in status.values()} == {"live"}
     assert {s.position for s in status.values()} == {4}
     assert catalog_keys() == [f"in/{i}.json" for i in range(4)]
@@ -120,9 +124,7 @@ def test_small_lag_waits_for_a_later_invocation(db_url: str) -> None:
     # ...and every projection, the catalog too, waits: 3 < 1000 events behind, caught up
     # less than 5 seconds ago.
     assert {name: (s.state, s.position, s.lag) for name, s in status.items()} == {
-        "object_catalog": ("behind", 2, 3),
-        "principal_activity": ("behind", 2, 3),
-        "reactor_outcomes": ("behind", 2, 3),
+        name: ("behind", 2, 3) for name in BUILTIN
     }
     assert catalog_keys() == ["in/0.json", "in/1.json"]
 
