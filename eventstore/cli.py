@@ -201,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     reactors_run.add_argument("--region", help="the AWS region")
     _add_format(reactors_run)
     reactors_run.set_defaults(run=cmd_reactors_run)
+    check = reactor_actions.add_parser(
+        "check-template",
+        help="compare each reactor function's filter policy in the template with the reactor",
+    )
+    check.add_argument("--template", metavar="PATH", help="default: infra/template.yaml")
+    check.set_defaults(run=cmd_reactors_check_template)
     search = commands.add_parser("search", help="full-text search over extracted text")
     search.add_argument(
         "words", nargs="+", metavar="WORD",
@@ -651,6 +657,19 @@ def cmd_reactors_run(args: argparse.Namespace) -> int:
         chunk_size=args.chunk,
         fmt=args.format,
     )
+
+
+def cmd_reactors_check_template(args: argparse.Namespace) -> int:
+    """Exit 1, naming each difference, when the template and the reactors disagree."""
+    from eventstore.aws.reactors import reactor_drift
+
+    differences = reactor_drift(args.template)
+    for difference in differences:
+        print(difference)
+    if differences:
+        return EXIT_FAILED
+    print("the template's reactor functions match the reactors' declarations")
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -15,42 +15,15 @@ from eventstore.aws.poller import load_handler
 from eventstore.aws.reactors import REACTOR_HANDLER, REACTOR_VARIABLE, reactor_drift, reactor_name
 from eventstore.aws.template import DEFAULT_TEMPLATE, load_template
 from eventstore.core.events import NewEvent
-from eventstore.reactors import EventFilter, Reactor, ReactorIO, load_reactors
+from eventstore.reactors import Reactor, ReactorIO, load_reactors
 from tests.e2e.conftest import Stack
 
 TEMPLATE = load_template(DEFAULT_TEMPLATE)
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 BUILTIN = ("put-consumer", "copy-consumer", "csv-to-json", "extract-text", "copy-to-bucket")
 
-# csv-to-json, extract-text and copy-to-bucket are being written on another branch, under these
-# agreed names and filters. Until that branch is merged this process has no such reactors, and
-# the drift check would only say "not registered" for their functions; these stand-ins (used
-# only for names nothing registered) let it compare their subscriptions with the agreed filters.
-# REMOVE ON MERGE: with the real reactors present they are unused.
-AGREED_ELSEWHERE = {
-    "csv-to-json": EventFilter(("ObjectCreated:*",), prefix="uploads/", suffixes=(".csv",)),
-    "extract-text": EventFilter(
-        ("ObjectCreated:*",), prefix="uploads/", suffixes=(".txt", ".csv", ".json")
-    ),
-    "copy-to-bucket": EventFilter(("ObjectCreated:*",), prefix="uploads/"),
-}
-
-
-def _stand_in(reactor_name: str, filter_: EventFilter) -> Reactor:
-    class StandIn(Reactor):
-        name = reactor_name
-        wants = filter_
-
-        def react(self, event: NewEvent, io: ReactorIO) -> None:
-            raise NotImplementedError("a stand-in for the drift check only")
-
-    return StandIn()
-
-
 def _reactors() -> list[Reactor]:
-    present = load_reactors()
-    names = {r.name for r in present}
-    return present + [_stand_in(n, f) for n, f in AGREED_ELSEWHERE.items() if n not in names]
+    return load_reactors()
 
 
 def _of_type(kind: str) -> dict[str, dict[str, Any]]:
@@ -90,11 +63,8 @@ def test_the_template_deploys_every_reactor_with_its_own_filter_policy() -> None
     assert reactor_drift(DEFAULT_TEMPLATE, reactors=_reactors()) == []
 
 
-def test_the_stand_ins_are_only_for_reactors_not_yet_merged() -> None:
-    # (when this fails, the real reactors are here: delete AGREED_ELSEWHERE and _stand_in)
-    present = {r.name for r in load_reactors()}
-    assert {"put-consumer", "copy-consumer"} <= present
-    assert {r.name for r in _reactors()} >= set(BUILTIN)
+def test_every_built_in_reactor_is_registered() -> None:
+    assert {r.name for r in load_reactors()} >= set(BUILTIN)
 
 
 def test_the_drift_check_reads_the_variable_the_reactor_handler_reads() -> None:
@@ -437,3 +407,19 @@ def test_the_local_fan_out_has_each_reactor_queue_subscribed_with_its_filter_pol
     assert not notifications.get("TopicConfigurations")
     # a reactor function's process-wide environment leaves its reactor to its handler
     assert REACTOR_VARIABLE not in by_reactor["put-consumer"].shared_environment()
+
+
+def test_the_check_template_command_agrees_and_names_a_drift(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eventstore.cli import main
+
+    assert main(["reactors", "check-template"]) == 0
+    assert "match" in capsys.readouterr().out
+
+    def widen(resources: dict[str, Any]) -> None:
+        policy = resources["CsvToJsonSubscription"]["Properties"]["FilterPolicy"]
+        policy["Records"]["eventName"] = [{"prefix": "Object"}]
+
+    assert main(["reactors", "check-template", "--template", str(_edited(tmp_path, widen))]) == 1
+    assert "csv-to-json" in capsys.readouterr().out
