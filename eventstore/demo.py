@@ -5,6 +5,7 @@ mapping, and the resulting SQLite log is left behind for further `eventstore` co
 import logging
 import os
 import shlex
+import shutil
 import sqlite3
 import sys
 import threading
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 
     from eventstore.aws.fanout import Fanout, QueueInfo
     from eventstore.aws.poller import Handler
+    from eventstore.wiring import EventStore
 
 STACK_NAME = "eventstore-demo"
 DEMO_BUCKET = "eventstore-demo-data"
@@ -57,7 +59,9 @@ _LAMBDA_ENVIRONMENT = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
     "POWERTOOLS_METRICS_DISABLED": "true",
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
+    # The consumers' errors (a reactor's failed attempts) would print as JSON in the middle of
+    # the story; step 8 shows them (eventstore reactors status).
+    "POWERTOOLS_LOG_LEVEL": "CRITICAL",
     "POWERTOOLS_DEV": "false",
 }
 
@@ -74,6 +78,8 @@ class DemoResult:
     archived: int = 0
     events: int = 0
     verified: bool = False
+    search_hits: list[str] = field(default_factory=list)  # the uploads the search found
+    reactor_failures: dict[str, int] = field(default_factory=dict)  # failing events per reactor
 
 
 def run_demo(
@@ -113,11 +119,32 @@ def run_demo(
         f"history {shlex.quote(f's3://{DEMO_BUCKET}/données/été/résumé.csv')}",
         "events --type 'ObjectCreated:*' --prefix sales/",
         "objects --include-deleted --format json",
+        f"trace s3://{DEMO_BUCKET}/{UPLOAD_KEY} --format json",
+        f"trace s3://{DEMO_BUCKET}/converted/2026/03/budget.jsonl",
+        "reactors status",
+        "search prototype --prefix uploads/",
         "projections status",
         "verify",
     ):
-        say(f"  eventstore --db {db} {command}")
+        say(f"  {command_prefix()} --db {db} {command}")
     return result
+
+
+def command_prefix() -> str:
+    """How to run `eventstore` from here, as printed for the reader to copy: the bare name
+    only when it is on the PATH as the program running now (`./dev demo` runs
+    .venv/bin/eventstore, which is not on the PATH)."""
+    program = Path(sys.argv[0])
+    on_path = shutil.which("eventstore")
+    if program.name == "eventstore":
+        if on_path is not None and Path(on_path).resolve() == program.resolve():
+            return "eventstore"
+        try:
+            shown = program.resolve().relative_to(Path.cwd())
+        except ValueError:
+            shown = program.resolve()
+        return shlex.quote(str(shown) if shown.parent != Path() else f"./{shown}")
+    return f"{shlex.quote(sys.executable)} -m eventstore.cli"
 
 
 def _run(
@@ -186,12 +213,14 @@ def _run(
     say("\n5. The object catalog (eventstore objects --include-deleted)")
     render(catalog, CATALOG_FIELDS, "table", out, table_fields=CATALOG_TABLE_FIELDS)
 
+    _show_reactors(event_store, fanout.buckets["Bucket"], result, say, out)
+
     archive_bucket = fanout.buckets["ArchiveBucket"]
     listing = s3.list_objects_v2(Bucket=archive_bucket).get("Contents", [])
     result.archived = len(listing)
     example = listing[0]["Key"] if listing else "(none)"
     say(
-        f"\n6. Archive: {result.archived} raw notifications in s3://{archive_bucket}/,"
+        f"\n9. Archive: {result.archived} raw notifications in s3://{archive_bucket}/,"
         f" e.g. {example}"
     )
 
@@ -199,10 +228,47 @@ def _run(
     result.events = verdict.checked
     result.verified = verdict.ok
     if verdict.ok:
-        say(f"\n7. verify: ok, hash chain intact over {verdict.checked} events")
+        say(f"\n10. verify: ok, hash chain intact over {verdict.checked} events")
     else:
-        say(f"\n7. verify: BROKEN at position {verdict.first_bad_position}: {verdict.reason}")
+        say(f"\n10. verify: BROKEN at position {verdict.first_bad_position}: {verdict.reason}")
     store.engine.dispose()
+
+
+def _show_reactors(
+    event_store: "EventStore",
+    bucket: str,
+    result: DemoResult,
+    say: Callable[[str], None],
+    out: TextIO,
+) -> None:
+    """The reactors' side of the story: an upload's lineage, a search, their status."""
+    from eventstore.projections.search import search
+    from eventstore.reactors.commands import lineage_lines, status_row
+    from eventstore.reactors.registry import load_reactors
+    from eventstore.reactors.status import reactor_statuses
+    from eventstore.reactors.trace import trace
+    from eventstore.search_command import SEARCH_FIELDS, SEARCH_TABLE_FIELDS, hit_row
+
+    say(f"\n6. Lineage of s3://{bucket}/{UPLOAD_KEY} (eventstore trace)")
+    for line in lineage_lines(trace(event_store.log, bucket, UPLOAD_KEY)):
+        say(f"  {line}")
+    hits = search(event_store.log.engine, SEARCH_WORDS)
+    result.search_hits = [hit.cause_key for hit in hits]
+    say(f"\n7. Full-text search over extracted text (eventstore search {SEARCH_WORDS})")
+    render(
+        [hit_row(h) for h in hits], SEARCH_FIELDS, "table", out, table_fields=SEARCH_TABLE_FIELDS
+    )
+    statuses = reactor_statuses(event_store.log.engine, load_reactors())
+    result.reactor_failures = {s.reactor: s.failing_events for s in statuses if s.failing}
+    say("\n8. Reactors (eventstore reactors status)")
+    rows = [status_row(s) for s in statuses]
+    render(rows, tuple(rows[0]) if rows else (), "table", out, table_fields=_STATUS_FIELDS)
+
+
+_STATUS_FIELDS = (
+    "reactor", "processed", "produced", "failed_attempts", "failing_events", "latency_p50_s",
+    "last_error",
+)  # fmt: skip
 
 
 def _describe_fanout(fanout: "Fanout", say: Callable[[str], None]) -> None:
@@ -319,6 +385,18 @@ def _depth(sqs: Any, queue: "QueueInfo") -> int:
 
 
 # --- the bucket's story -------------------------------------------------------------------------
+UPLOAD_KEY = "uploads/2026/03/budget.csv"
+BROKEN_KEY = "uploads/2026/03/broken.csv"
+SEARCH_WORDS = "quarterly budget"
+_UPLOAD_CSV = (
+    "department;quarter;budget;note\n"
+    'Research;Q1;120000;"prototype, phase 2"\n'
+    "Operations;Q1;80000;quarterly budget review\n"
+)
+_NOTES = (
+    "Meeting notes, 3 March 2026.\n"
+    "The quarterly budget is approved; Research gets the prototype funding.\n"
+)
 _CSV_V1 = "order_id,customer,amount\n1001,ACME,129.90\n1002,Globex,42.00\n"
 _CSV_V2 = _CSV_V1 + "1003,Initech,310.25\n1004,Umbrella,18.75\n"
 
@@ -345,6 +423,12 @@ def _upload(s3: "S3Client", bucket: str) -> dict[str, int]:
         "logs/app/2026-03-01.jsonl", '{"level": "info", "msg": "started"}\n', "application/x-ndjson"
     )
     put("tmp/scratch.json", '{"draft": true}', "application/json")
+    # For the reactors (uploads/: csv-to-json, extract-text, copy-to-bucket): a CSV the
+    # sniffer reads as semicolon-separated, notes to search, and a CSV with a short row, which
+    # csv-to-json refuses on every attempt until its queue dead-letters it.
+    put(UPLOAD_KEY, _UPLOAD_CSV, "text/csv")
+    put("uploads/meeting-notes.txt", _NOTES, "text/plain")
+    put(BROKEN_KEY, "sku,name,price\nA-1,Widget,9.90\nA-2,Gadget\n", "text/csv")
     put(HISTORY_KEY, _CSV_V2, "text/csv")  # the overwrite: a second version
     counts["overwrite"] += 1
     counts["new object"] -= 1
