@@ -42,10 +42,6 @@ REACTOR_QUEUES = {
 }
 
 
-def _acknowledge(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return {"batchItemFailures": []}
-
-
 class Recorder:
     """Wraps a handler; records the (event name, key) of every S3 event each message carried,
     once per message however often it is delivered, and every response."""
@@ -117,19 +113,11 @@ def _receive_all(stack: Stack, queue_url: str) -> list[dict[str, Any]]:
 def test_each_reactor_queue_gets_only_what_its_filter_lets_through_and_outcomes_are_logged(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given every reactor queue of the template polled: put-consumer and copy-consumer by their
-    # functions' handlers, the others (reactors written on another branch) by a recorder that
-    # acknowledges; and a process-wide EVENTSTORE_REACTOR naming another reactor, which a
-    # locally bound reactor handler must not follow
+    # Given every reactor queue of the template polled by its function's handler, and a
+    # process-wide EVENTSTORE_REACTOR naming another reactor, which a locally bound reactor
+    # handler must not follow
     monkeypatch.setenv("EVENTSTORE_REACTOR", "copy-consumer")
-    recorders = {
-        name: Recorder(
-            _reactor_handler(stack, name)
-            if name in ("put-consumer", "copy-consumer")
-            else _acknowledge
-        )
-        for name in REACTOR_QUEUES
-    }
+    recorders = {name: Recorder(_reactor_handler(stack, name)) for name in REACTOR_QUEUES}
     pollers = [_poller(stack, REACTOR_QUEUES[n], r) for n, r in recorders.items()]
 
     # When objects are put and copied inside and outside uploads/ and the queues are drained
@@ -139,11 +127,20 @@ def test_each_reactor_queue_gets_only_what_its_filter_lets_through_and_outcomes_
     # Then a put reaches put-consumer and not copy-consumer, a copy the reverse
     puts = {("ObjectCreated:Put", key) for key in PUTS}
     copies = {("ObjectCreated:Copy", key) for key in COPIES}
-    assert set(recorders["put-consumer"].events) == puts
+    # (the reactors' outputs come back through the fan-out as Puts too, outside uploads/)
+    outputs = {
+        (name, key)
+        for name, key in recorders["put-consumer"].events
+        if key.startswith(("converted/", "extracted/"))
+    }
+    assert ("ObjectCreated:Put", "converted/orders.jsonl") in outputs
+    assert set(recorders["put-consumer"].events) == puts | outputs
+    puts |= outputs
     assert set(recorders["copy-consumer"].events) == copies
     # and only new objects under uploads/ reach csv-to-json, extract-text and copy-to-bucket
     # (their policies filter on the prefix; csv-to-json and extract-text keep their suffixes
     # in the handler), never a tagging, nor reports/ or backup/
+    # and so no reactor reacts to its own outputs
     uploads = {(name, key) for name, key in puts | copies if key.startswith("uploads/")}
     for name in ("csv-to-json", "extract-text", "copy-to-bucket"):
         assert set(recorders[name].events) == uploads, name
@@ -156,7 +153,9 @@ def test_each_reactor_queue_gets_only_what_its_filter_lets_through_and_outcomes_
     s3_events = _s3_events(store)
     assert set(s3_events) == puts | copies
     processed = Counter(
-        (o.reactor, o.cause_event_id) for o in _outcomes(store) if o.kind is OutcomeKind.PROCESSED
+        (o.reactor, o.cause_event_id)
+        for o in _outcomes(store)
+        if o.kind is OutcomeKind.PROCESSED and o.reactor in ("put-consumer", "copy-consumer")
     )
     expected = Counter(
         [("put-consumer", s3_events[p]) for p in puts]
@@ -316,3 +315,80 @@ def test_the_embedded_server_keys_notifications_as_s3_does_also_beside_another(
         if record["eventName"] == "ObjectCreated:Put"
     ]
     assert keys == ["uploads/a+b%2Bc.txt"]
+
+
+def test_the_built_in_pipelines_chain_dead_letter_a_broken_csv_and_rerun_from_the_log(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eventstore.cli import main
+    from eventstore.reactors.builtin.csv_to_json import CsvToJsonReactor
+
+    # Given every reactor function polled on its queue (failed messages retried at once)
+    pollers = [
+        _poller(stack, queue, _reactor_handler(stack, name))
+        for name, queue in REACTOR_QUEUES.items()
+    ]
+    # When a CSV, a CSV with a short row and a text file are uploaded, and the queues drained
+    uploads = {
+        "uploads/orders.csv": b"id;amount\n1;10\n2;20\n",
+        "uploads/broken.csv": b"id,amount\n1,10\n2\n",
+        "uploads/notes.txt": b"the quarterly widget review",
+    }
+    for key, body in uploads.items():
+        stack.s3.put_object(Bucket=stack.bucket, Key=key, Body=body)
+    drain(pollers, timeout=60)
+
+    # Then the CSV became JSON lines, a message describes it, the text is searchable, and the
+    # uploads were copied to the second bucket
+    converted = stack.s3.get_object(Bucket=stack.bucket, Key="converted/orders.jsonl")
+    lines = converted["Body"].read().decode().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"id": "1", "amount": "10"}, {"id": "2", "amount": "20"},
+    ]  # fmt: skip
+    (message,) = _receive_all(stack, stack.fanout.queues["CsvOutputQueue"].url)
+    assert json.loads(message["Body"])["rows"] == 2
+    copies = stack.s3.list_objects_v2(Bucket=stack.fanout.buckets["CopyTargetBucket"])
+    assert {o["Key"] for o in copies["Contents"]} == set(uploads)
+    # and the broken CSV failed alone, on every attempt, into csv-to-json's dead-letter queue
+    dead = stack.fanout.queue_for_dead_letters_of("CsvToJsonQueue")
+    assert dead is not None
+    (dead_letter,) = _receive_all(stack, dead.url)
+    assert "uploads/broken.csv" in dead_letter["Body"]
+    store = stack.store()
+    failures = [o for o in _outcomes(store) if o.kind is OutcomeKind.FAILED]
+    assert sorted((o.reactor, o.cause_key, o.attempt) for o in failures) == [
+        ("csv-to-json", "uploads/broken.csv", n) for n in range(1, MAX_RECEIVE_COUNT + 1)
+    ]
+    assert {o.reason for o in failures} == {"ReactorError: line 3: 1 field, the header has 2"}
+
+    # and the commands a person runs show it: search, trace, reactors status (exit 1)
+    db = ["--db", stack.db_url]
+    # (the functions catch projections up within their thresholds; a person may be quicker)
+    assert main([*db, "projections", "catch-up"]) == 0
+    capsys.readouterr()
+    assert main([*db, "search", "widget"]) == 0
+    assert "uploads/notes.txt" in capsys.readouterr().out
+    assert main([*db, "trace", f"s3://{stack.bucket}/uploads/broken.csv"]) == 0
+    traced = capsys.readouterr().out
+    assert f"csv-to-json v1: FAILED ({MAX_RECEIVE_COUNT} attempt(s), not processed)" in traced
+    assert "extract-text v1: processed" in traced
+    assert main([*db, "trace", f"s3://{stack.bucket}/converted/orders.jsonl"]) == 0
+    assert "uploads/orders.csv" in capsys.readouterr().out.split("events:")[0]  # derived from
+    assert main([*db, "reactors", "status", "csv-to-json", "--format", "json"]) == 1
+    (status,) = json.loads(capsys.readouterr().out)
+    assert (status["processed"], status["failing_events"]) == (1, 1)
+
+    # and re-running csv-to-json over the log does nothing new for what it processed, and the
+    # broken CSV fails again (exit 1)
+    assert main([*db, "reactors", "run", "csv-to-json", "--from", "log"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["processed"], summary["failed"], summary["already_processed"]) == (0, 1, 1)
+    # while a new version (a bug fix) writes the same output again: same key, same content
+    monkeypatch.setattr(CsvToJsonReactor, "version", 2)
+    assert main([*db, "reactors", "run", "csv-to-json", "--from", "log"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["processed"], summary["failed"]) == (1, 1)
+    versions = stack.s3.list_object_versions(Bucket=stack.bucket, Prefix="converted/")["Versions"]
+    assert {v["Key"] for v in versions} == {"converted/orders.jsonl"}
+    assert len(versions) == 2 and len({v["ETag"] for v in versions}) == 1
+    assert store.verify().ok
