@@ -72,33 +72,17 @@ def build_app(event_store: Callable[[], "EventStore"]) -> LambdaFunctionUrlResol
     keeps it open between requests)."""
     app = LambdaFunctionUrlResolver(enable_validation=True)
 
-    @app.exception_handler(RequestValidationError)
-    def _invalid(error: RequestValidationError) -> Response[Any]:
-        reasons = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}"
-            for e in error.errors()
-        )
-        return _problem(400, reasons)
-
-    @app.exception_handler(BadParameterError)
-    def _bad(error: BadParameterError) -> Response[Any]:
-        return _problem(400, str(error))
-
-    @app.exception_handler(NotFoundError)
-    def _missing(error: NotFoundError) -> Response[Any]:
-        return _problem(404, str(error))
-
-    @app.exception_handler(EventStoreError)
-    def _refused(error: EventStoreError) -> Response[Any]:
-        return _problem(400, str(error))
+    # Registered by call, not as decorators: Powertools' decorator is untyped.
+    app.exception_handler([RequestValidationError, EventStoreError])(_problem_of)
 
     @app.get("/api/events", summary="audit query over the log (the filters of `events`)")
     def events(
+        *,
         bucket: Text = None,
         prefix: Text = None,
         since: Annotated[str | None, Query(description="event time >= (ISO 8601)")] = None,
         until: Annotated[str | None, Query(description="event time < (ISO 8601)")] = None,
-        type: Annotated[  # noqa: A002 - the CLI's option name
+        type: Annotated[
             list[str] | None, Query(description="event name or 'Prefix:*', comma-separated")
         ] = None,
         principal: Text = None,
@@ -107,7 +91,17 @@ def build_app(event_store: Callable[[], "EventStore"]) -> LambdaFunctionUrlResol
     ) -> EventPage:
         from dataclasses import replace
 
-        query = replace(_query(bucket, prefix, since, until, type, principal), limit=limit + 1)
+        query = replace(
+            _query(
+                bucket=bucket,
+                prefix=prefix,
+                since=since,
+                until=until,
+                types=type,
+                principal=principal,
+            ),
+            limit=limit + 1,
+        )
         page = [_event(s) for s in event_store().log.iter_events(query, after=after)]
         more = len(page) > limit
         page = page[:limit]
@@ -122,6 +116,7 @@ def build_app(event_store: Callable[[], "EventStore"]) -> LambdaFunctionUrlResol
 
     @app.get("/api/objects", summary="the object catalog, now or as of a past time")
     def objects(
+        *,
         bucket: Text = None,
         prefix: Text = None,
         as_of: Annotated[str | None, Query(alias="as-of", description="ISO 8601")] = None,
@@ -152,13 +147,16 @@ def build_app(event_store: Callable[[], "EventStore"]) -> LambdaFunctionUrlResol
 
     @app.get("/api/activity", summary="events per hour and event name")
     def activity(
+        *,
         bucket: Text = None,
         prefix: Text = None,
         since: Text = None,
         until: Text = None,
         principal: Text = None,
     ) -> Activity:
-        query = _query(bucket, prefix, since, until, None, principal)
+        query = _query(
+            bucket=bucket, prefix=prefix, since=since, until=until, types=None, principal=principal
+        )
         counts: Counter[tuple[str, str]] = Counter()
         for stored in event_store().log.iter_events(query):  # streamed: only counts are kept
             hour = stored.event.event_time.replace(minute=0, second=0, microsecond=0)
@@ -278,6 +276,17 @@ def _static_response(name: str, content_type: str) -> Response[str]:
     return Response(200, content_type, body, headers=dict(PAGE_HEADERS))
 
 
+def _problem_of(error: Exception) -> Response[Any]:
+    """400 with the reason for a bad request, 404 for what the log does not know."""
+    if isinstance(error, RequestValidationError):
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}"
+            for e in error.errors()
+        )
+        return _problem(400, reasons)
+    return _problem(404 if isinstance(error, NotFoundError) else 400, str(error))
+
+
 def _problem(status: int, reason: str) -> Response[Any]:
     return Response(
         status, "application/json", Problem(status=status, error=reason).model_dump_json()
@@ -292,6 +301,7 @@ def _time(text: str | None, name: str) -> datetime | None:
 
 
 def _query(
+    *,
     bucket: str | None,
     prefix: str | None,
     since: str | None,
@@ -311,7 +321,9 @@ def _query(
     )
 
 
-def _after_cursor(entries: Iterator["CatalogEntry"], cursor: str | None) -> Iterator["CatalogEntry"]:
+def _after_cursor(
+    entries: Iterator["CatalogEntry"], cursor: str | None
+) -> Iterator["CatalogEntry"]:
     """The entries after BUCKET/KEY (entries come in (bucket, key) order)."""
     if not cursor:
         return entries

@@ -96,7 +96,9 @@ def make_server(
                 result = {
                     "statusCode": 500,
                     "headers": {"Content-Type": "application/json"},
-                    "body": json.dumps({"status": 500, "error": f"{type(error).__name__}: {error}"}),
+                    "body": json.dumps(
+                        {"status": 500, "error": f"{type(error).__name__}: {error}"}
+                    ),
                 }
             payload = (result.get("body") or "").encode("utf-8")
             self.send_response(int(result["statusCode"]))
@@ -110,7 +112,7 @@ def make_server(
         # Every method goes to the app, which has only GET routes: the rest get its answer.
         do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        def log_message(self, format: str, *args: Any) -> None:
             sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
     return ThreadingHTTPServer((host, port), Handler)

@@ -86,10 +86,12 @@ def test_events_take_the_filters_of_the_events_command(server: tuple[str, int]) 
     assert len(several["events"]) == 3
     alice = _ok(base, "api/events?principal=AWS:alice")["events"]
     assert [e["version_id"] for e in alice] == ["v1", "dm1"]
-    window = f"since={quote(iso(T0 + timedelta(hours=1)))}&until={quote(iso(T0 + timedelta(hours=2)))}"
-    assert [e["version_id"] for e in _ok(base, f"api/events?prefix=reports/&{window}")["events"]] == [
-        "v2"
-    ]
+    window = (
+        f"since={quote(iso(T0 + timedelta(hours=1)))}&until={quote(iso(T0 + timedelta(hours=2)))}"
+    )
+    assert [
+        e["version_id"] for e in _ok(base, f"api/events?prefix=reports/&{window}")["events"]
+    ] == ["v2"]
     assert _ok(base, "api/events?bucket=other-bucket")["events"][0]["key"] == "x.txt"
 
 
