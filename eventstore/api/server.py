@@ -3,6 +3,7 @@ handed to the app as the Lambda function URL event it would be on AWS, so the sa
 path answers locally and in the cloud."""
 
 import json
+import queue
 import sys
 import time
 import traceback
@@ -13,9 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-if TYPE_CHECKING:
-    from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver
+from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver
 
+if TYPE_CHECKING:
     from eventstore.wiring import EventStore
 
 LOOPBACK = "127.0.0.1"
@@ -77,9 +78,20 @@ def function_url_event(
     }
 
 
+APPS = 4  # requests answered at once
+
+
 def make_server(
-    app: "LambdaFunctionUrlResolver", host: str = LOOPBACK, port: int = DEFAULT_PORT
+    new_app: Callable[[], "LambdaFunctionUrlResolver"],
+    host: str = LOOPBACK,
+    port: int = DEFAULT_PORT,
 ) -> ThreadingHTTPServer:
+    # A resolver keeps the request it is answering on itself (current_event), so it must not
+    # answer two at once: each request borrows one of a few apps and gives it back.
+    apps: queue.Queue[LambdaFunctionUrlResolver] = queue.Queue()
+    for _ in range(APPS):
+        apps.put(new_app())
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "eventstore-serve"
 
@@ -89,6 +101,7 @@ def make_server(
             event = function_url_event(
                 self.command, self.path, dict(self.headers.items()), self.client_address[0], body
             )
+            app = apps.get()
             try:
                 result = app.resolve(event, LocalContext())  # type: ignore[arg-type]
             except Exception as error:  # the app's own failure: a 500 that says why, logged
@@ -100,6 +113,8 @@ def make_server(
                         {"status": 500, "error": f"{type(error).__name__}: {error}"}
                     ),
                 }
+            finally:
+                apps.put(app)
             payload = (result.get("body") or "").encode("utf-8")
             self.send_response(int(result["statusCode"]))
             for name, value in (result.get("headers") or {}).items():
@@ -128,7 +143,7 @@ def serve(
     """Serve the API and the page until interrupted; `ready` gets the URL once listening."""
     from eventstore.api.app import build_app
 
-    server = make_server(build_app(event_store), host, port)
+    server = make_server(lambda: build_app(event_store), host, port)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{server.server_address[1]}/"
     (ready or (lambda u: print(f"eventstore: serving {u} (Ctrl-C stops)", flush=True)))(url)

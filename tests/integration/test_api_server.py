@@ -247,3 +247,20 @@ def test_large_pages_stay_within_bounded_memory(server: tuple[str, int]) -> None
         _ok(base, "api/objects?limit=1000&include-deleted=true")
     # Then its peak memory has not grown with what it served (a page at a time, streamed)
     assert _peak_rss_kib(pid) - warm < 16 * 1024
+
+
+def test_concurrent_requests_each_get_their_own_answer(server: tuple[str, int]) -> None:
+    # (a resolver holds the request it answers: two at once on one app mixed them up)
+    from concurrent.futures import ThreadPoolExecutor
+
+    base, _ = server
+    paths = [
+        f"api/objects?prefix=logs/&limit={n}" if n % 2 else f"api/events?prefix=logs/&limit={n}"
+        for n in range(1, 41)
+    ]
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(lambda p: get(base, p), paths))
+    for n, (status, _, body) in enumerate(answers, start=1):
+        assert status == 200, body
+        rows = body["objects"] if n % 2 else body["events"]
+        assert len(rows) == min(n, 10)
