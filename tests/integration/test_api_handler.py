@@ -52,7 +52,7 @@ def _invoke(event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 
 def test_a_function_url_request_gets_the_objects_history(api_database: str) -> None:
     # Given a signed GET of the history as the function URL delivers it
-    event = load_event("function_url_get_history.json")
+    event = load_event("api/function_url_get_history.json")
 
     # When the handler answers it
     status, body = _invoke(event)
@@ -67,7 +67,7 @@ def test_a_function_url_request_gets_the_objects_history(api_database: str) -> N
 
 
 def test_a_function_url_request_for_an_unknown_object_gets_404(api_database: str) -> None:
-    event = load_event("function_url_get_history.json")
+    event = load_event("api/function_url_get_history.json")
     event["queryStringParameters"]["key"] = "missing.csv"
     event["rawQueryString"] = "bucket=audit-data&key=missing.csv"
     status, body = _invoke(event)
@@ -75,7 +75,7 @@ def test_a_function_url_request_for_an_unknown_object_gets_404(api_database: str
 
 
 def test_repeated_parameters_arrive_comma_joined_and_bad_ones_get_400(api_database: str) -> None:
-    event = load_event("function_url_get_history.json")
+    event = load_event("api/function_url_get_history.json")
     event["rawPath"] = event["requestContext"]["http"]["path"] = "/api/events"
     # Function URLs join a repeated query parameter's values with commas
     event["queryStringParameters"] = {"type": "ObjectRemoved:*,ObjectTagging:*"}
