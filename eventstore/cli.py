@@ -219,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_format(search)
     search.set_defaults(run=cmd_search)
 
+    serve = commands.add_parser(
+        "serve", help="the read-only HTTP API and web page (loopback by default)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free)")
+    serve.set_defaults(run=cmd_serve)
+
     demo = commands.add_parser(
         "demo", help="the whole fan-out on this machine (moto server), into a fresh SQLite log",
         description="Runs the S3 -> SNS -> SQS -> Lambda fan-out locally and leaves the log in "
@@ -669,6 +676,14 @@ def cmd_reactors_check_template(args: argparse.Namespace) -> int:
     if differences:
         return EXIT_FAILED
     print("the template's reactor functions match the reactors' declarations")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from eventstore.api.server import serve
+
+    event_store = _event_store(args)  # opened once: every request shares its engine
+    serve(lambda: event_store, host=args.host, port=args.port)
     return EXIT_OK
 
 

@@ -22,6 +22,10 @@ NOTIFIED_EVENTS = {
 }  # fmt: skip
 
 
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
 def _of_type(kind: str) -> dict[str, dict[str, Any]]:
     return {name: spec for name, spec in RESOURCES.items() if spec["Type"] == kind}
 
@@ -143,9 +147,31 @@ def test_roles_grant_no_wildcard_actions() -> None:
 
 def test_event_source_mappings_report_batch_item_failures() -> None:
     mappings = _of_type("AWS::Lambda::EventSourceMapping")
-    # one per function: ingest, archive and the five built-in reactors
+    # one per queue consumer: ingest, archive and the five built-in reactors (the audit API
+    # has a function URL instead)
     functions = sorted(m["Properties"]["FunctionName"]["Ref"] for m in mappings.values())
-    assert functions == sorted(_of_type("AWS::Lambda::Function"))
+    assert functions == sorted(set(_of_type("AWS::Lambda::Function")) - {"ApiFunction"})
     assert len(functions) == 7
     for mapping in mappings.values():
         assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_the_audit_api_is_an_iam_authenticated_function_url_with_a_read_only_role() -> None:
+    # Given the template's audit API
+    (url,) = _of_type("AWS::Lambda::Url").values()
+    function = _of_type("AWS::Lambda::Function")["ApiFunction"]["Properties"]
+    role = _of_type("AWS::IAM::Role")["ApiRole"]["Properties"]
+
+    # Then only signed requests reach it, and its handler is the one serve runs locally
+    assert url["Properties"]["AuthType"] == "AWS_IAM"
+    assert url["Properties"]["TargetFunctionArn"] == {"Fn::GetAtt": ["ApiFunction", "Arn"]}
+    assert function["Handler"] == "consumers.api.handler"
+    # and its own statements touch only its log group and the key of its environment
+    actions = {
+        action
+        for policy in role["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        for action in _as_list(statement["Action"])
+    }
+    assert actions == {"logs:CreateLogStream", "logs:PutLogEvents", "kms:Decrypt"}
+    assert not _of_type("AWS::Lambda::Permission")  # no public invoke permission

@@ -28,7 +28,7 @@ DATABASE_ROLES = [
     {"Ref": role}
     for role in (
         "IngestRole", "PutConsumerRole", "CopyConsumerRole", "CsvToJsonRole", "ExtractTextRole",
-        "CopyToBucketRole",
+        "CopyToBucketRole", "ApiRole",
     )
 ]  # fmt: skip
 
