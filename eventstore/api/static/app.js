@@ -3,7 +3,15 @@
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
-const PALETTE = ["#2e7d32", "#c62828", "#1565c0", "#ef6c00", "#6a1b9a", "#00838f", "#6d6f73", "#ad1457"];
+// Green and red mean created and removed everywhere on the page; other event types take
+// the remaining colours in turn.
+const PALETTE = ["#1565c0", "#ef6c00", "#6a1b9a", "#00838f", "#6d6f73", "#ad1457", "#9e9d24"];
+function colourOf(name, others) {
+  const k = kind(name);
+  if (k === "created") return "#2e7d32";
+  if (k === "removed") return "#c62828";
+  return PALETTE[others.indexOf(name) % PALETTE.length];
+}
 let objectsCursor = null;
 
 function $(id) { return document.getElementById(id); }
@@ -145,6 +153,7 @@ async function loadActivity() {
 function drawActivity(activity) {
   const hours = [...new Set(activity.hours.map((h) => h.hour))].sort();
   const names = [...new Set(activity.hours.map((h) => h.event_name))].sort();
+  const others = names.filter((name) => kind(name) === "other");
   if (!hours.length) { $("activity").textContent = "no events"; $("activity-legend").replaceChildren(); return; }
   const totals = new Map(hours.map((h) => [h, 0]));
   for (const h of activity.hours) totals.set(h.hour, totals.get(h.hour) + h.events);
@@ -163,7 +172,7 @@ function drawActivity(activity) {
       const barHeight = h.events * scale;
       y -= barHeight;
       const bar = svg("rect", { x: left + i * band + (band - barWidth) / 2, y, width: barWidth,
-        height: barHeight, fill: PALETTE[names.indexOf(h.event_name) % PALETTE.length], class: "bar" });
+        height: barHeight, fill: colourOf(h.event_name, others), class: "bar" });
       bar.appendChild(svg("title", {}, `${hour} ${h.event_name}: ${h.events}`));
       chart.appendChild(bar);
     }
@@ -174,9 +183,9 @@ function drawActivity(activity) {
   $("activity").replaceChildren(chart);
   const legend = $("activity-legend");
   legend.replaceChildren();
-  names.forEach((name, i) => {
+  names.forEach((name) => {
     const swatch = el("span", null, "swatch");
-    swatch.style.background = PALETTE[i % PALETTE.length];
+    swatch.style.background = colourOf(name, others);
     legend.append(swatch, name);
   });
 }
