@@ -100,30 +100,35 @@ class InvocationMetrics:
         nothing; with metrics disabled there is nothing to print."""
         if not self.enabled:
             return
-        if self.series:
-            _print(self.series, self.dimensions)
-        for name, series in self.per_projection.items():
-            _print(series, {**self.dimensions, "projection": name})
+        documents = [(self.series, self.dimensions)] if self.series else []
+        documents += [
+            (series, {**self.dimensions, "projection": name})
+            for name, series in self.per_projection.items()
+        ]
+        if documents:
+            _print(documents)
         self.series = {}
         self.per_projection = {}
 
 
-def _print(series: dict[str, _Series], dimensions: dict[str, str]) -> None:
+def _print(documents: list[tuple[dict[str, _Series], dict[str, str]]]) -> None:
     # Imported here: the provider module pulls in Powertools' EMF validation, which only an
     # invocation with metrics on needs.
     from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
         AmazonCloudWatchEMFProvider,
     )
 
+    # One provider for the invocation's documents: each flush prints one and clears it.
     provider = AmazonCloudWatchEMFProvider(
         namespace=runtime.metrics_namespace(), service=runtime.service_name()
     )
-    for dimension, label in dimensions.items():
-        provider.add_dimension(name=dimension, value=label)
-    for name, one in series.items():
-        for value in one.values:
-            provider.add_metric(name=name, unit=one.unit, value=value)
-    provider.flush_metrics(raise_on_empty_metrics=False)
+    for series, dimensions in documents:
+        for dimension, label in dimensions.items():
+            provider.add_dimension(name=dimension, value=label)
+        for name, one in series.items():
+            for value in one.values:
+                provider.add_metric(name=name, unit=one.unit, value=value)
+        provider.flush_metrics(raise_on_empty_metrics=False)
 
 
 def with_metrics(

@@ -77,7 +77,9 @@ def test_an_ingest_batch_prints_counts_lag_distribution_and_projection_lags(
     (batch,) = [d for d in documents if "EventsAppended" in d]
     assert batch["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "S3EventStore"
     assert dimensions(batch) == ["service"]
-    counts = {n: one(batch, f"Events{n}") for n in ("Received", "Appended", "Duplicates", "Skipped")}
+    counts = {
+        n: one(batch, f"Events{n}") for n in ("Received", "Appended", "Duplicates", "Skipped")
+    }
     assert counts == {"Received": 9, "Appended": 7, "Duplicates": 1, "Skipped": 1}
     assert one(batch, "EventsFailed") == 0
     assert one(batch, "ProjectionFailures") == 0
