@@ -22,7 +22,7 @@ def status_command(
     fmt: str,
     endpoint_url: str | None = None,
     region: str | None = None,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
     from eventstore.reactors.registry import load_reactors
 
@@ -34,6 +34,7 @@ def status_command(
         return queue_depths(urls, make_client("sqs", endpoint_url=endpoint_url, region=region))
 
     health = gather(event_store, load_reactors(), depths if urls else None)
+    out = out or sys.stdout
     if fmt == "json":
         json.dump(as_json(health), out)
         out.write("\n")
