@@ -12,11 +12,14 @@ import pytest
 from moto import mock_aws
 
 from eventstore import cli
+from eventstore.projections.registry import projection
+from eventstore.projections.registry import unregister as unregister_projection
 from eventstore.reactors import reactor, unregister
 from eventstore.store.sql import SqlEventStore
 from eventstore.wiring import event_store_on
 from tests.conftest import EVENTS_DIR
 from tests.integration.lineage_support import CsvToLines, Pipeline
+from tests.integration.test_projections import Broken
 from tests.integration.test_reactors_status import BrokenCsvToLines
 
 BATCH = str(EVENTS_DIR / "sqs_sns_batch_realistic.json")
@@ -133,6 +136,34 @@ def test_a_failing_reactor_needs_attention(
     assert report["problems"] == ["reactor test-csv-lines is failing on 1 events"]
     (row,) = [r for r in report["reactors"] if r["name"] == "test-csv-lines"]
     assert (row["failing_events"], row["last_error"]) == (1, "ReactorError: disk full")
+
+
+@pytest.fixture
+def broken_projection() -> Iterator[None]:
+    projection(Broken)
+    yield
+    unregister_projection(Broken.name)
+
+
+@pytest.mark.usefixtures("no_dlq_variable", "broken_projection")
+def test_a_failed_projection_needs_attention(
+    capsys: pytest.CaptureFixture[str], backend_url: str
+) -> None:
+    # Given a projection whose code fails on the events ingested (the ingest says so)
+    _, _, err = run(capsys, backend_url, "ingest", BATCH)
+    assert "projection broken failed" in err
+    run(capsys, backend_url, "verify")
+    # When the status is asked for
+    code, report = status(capsys, backend_url)
+    # Then the projection is named, with its error; the others are live
+    assert code == 1
+    assert report["problems"] == ["projection broken is failed"]
+    states = {p["name"]: p for p in report["projections"]}
+    assert "a bug" in states["broken"]["last_error"]
+    assert states["broken"]["lag_events"] == 7
+    assert states["object_catalog"]["state"] == "live"
+    code, out, _ = run(capsys, backend_url, "status")
+    assert "a bug" in out
 
 
 @pytest.fixture
