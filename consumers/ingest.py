@@ -7,24 +7,20 @@ half-stored, and SQS delivers the whole batch again. Then projections catch up f
 the remaining time; their failures are recorded on their checkpoints, not on the batch.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from consumers import runtime
+from consumers.metrics import COUNT, InvocationMetrics, catch_up_measured, with_metrics
 from eventstore.core.parsing import Delivery, parse_sqs_record, sqs_records
 from eventstore.errors import MalformedEventError, MalformedMessageError
 from eventstore.ingest import IngestSummary, append_deliveries
 
-if TYPE_CHECKING:
-    from eventstore.wiring import EventStore
-
 logger = Logger(service=runtime.service_name())
-metrics = Metrics(namespace=runtime.metrics_namespace(), service=runtime.service_name())
 
 
 def _parse(record: SQSRecord) -> Delivery:
@@ -38,9 +34,11 @@ def _parse(record: SQSRecord) -> Delivery:
         raise
 
 
-@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@with_metrics()
+def handler(
+    event: dict[str, Any], context: LambdaContext, metrics: InvocationMetrics
+) -> dict[str, Any]:
     # A batch of only malformed messages is still answered with batchItemFailures (not an
     # invocation error), so it is retried and dead-lettered like any other malformed message.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -59,9 +57,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         correlation_id=getattr(context, "aws_request_id", None),
     )
     logger.info("batch stored", extra=summary.as_dict())
+    # Counted only once the batch is stored: an append that raises fails the invocation,
+    # and SQS delivers the whole batch again.
     for name, value in summary.as_dict().items():
-        metrics.add_metric(name=f"Events{name.capitalize()}", unit=MetricUnit.Count, value=value)
-    _catch_up(event_store, context, summary.last_position)
+        metrics.add(f"Events{name.capitalize()}", COUNT, value)
+    metrics.ingest_lag(e for d in deliveries for e in d.events)
+    catch_up_measured(event_store, context, summary.last_position, metrics, logger)
     return dict(processor.response())
 
 
@@ -73,12 +74,3 @@ def _sqs_records(event: Any) -> list[dict[str, Any]]:
     except MalformedMessageError as error:
         logger.error("invocation event rejected", extra={"reason": error.reason})
         raise MalformedEventError(f"not an SQS batch event: {error.reason}") from error
-
-
-def _catch_up(event_store: "EventStore", context: LambdaContext, head: int | None) -> None:
-    for report in runtime.catch_up(event_store, context, head):
-        if report.error:
-            logger.error(
-                "projection failed", extra={"projection": report.name, "error": report.error}
-            )
-            metrics.add_metric(name="ProjectionFailures", unit=MetricUnit.Count, value=1)

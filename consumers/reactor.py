@@ -17,23 +17,24 @@ under the same keys.
 """
 
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from consumers import runtime
+from consumers.metrics import COUNT, MILLISECONDS, InvocationMetrics, catch_up_measured
 from eventstore.core.parsing import Delivery, parse_sqs_record, sqs_records
 from eventstore.errors import ConfigurationError, MalformedEventError, MalformedMessageError
+from eventstore.reactors.outcomes import OutcomeKind
 
 REACTOR_VARIABLE = "EVENTSTORE_REACTOR"
 
 logger = Logger(service=runtime.service_name())
-metrics = Metrics(namespace=runtime.metrics_namespace(), service=runtime.service_name())
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
@@ -49,8 +50,20 @@ def _parse(record: SQSRecord) -> tuple[Delivery, int]:
     return delivery, int(record.attributes.approximate_receive_count or 1)
 
 
-def react_to_batch(name: str, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Handle one SQS batch for the reactor `name`; the partial batch response."""
+def react_to_batch(
+    name: str,
+    event: dict[str, Any],
+    context: LambdaContext,
+    metrics: InvocationMetrics | None = None,
+) -> dict[str, Any]:
+    """Handle one SQS batch for the reactor `name`; the partial batch response. The metrics
+    (dimension `reactor`) are this invocation's; without them, one is made and flushed."""
+    if metrics is None:
+        metrics = InvocationMetrics.start(reactor=name)
+        try:
+            return react_to_batch(name, event, context, metrics)
+        finally:
+            metrics.flush()
     try:
         records = sqs_records(event)
     except MalformedMessageError as error:
@@ -74,9 +87,11 @@ def react_to_batch(name: str, event: dict[str, Any], context: LambdaContext) -> 
             if cause.event_id not in pending:
                 continue  # not wanted, processed before, or met earlier in this batch
             pending.discard(cause.event_id)
+            started = time.perf_counter()
             reaction = runner.react(
                 cause, delivery=delivery.message_id, attempt=attempt, request_id=request_id
             )
+            metrics.add("ReactorDuration", MILLISECONDS, (time.perf_counter() - started) * 1000)
             reactions.append(reaction)
             if not reaction.ok:
                 failed = True
@@ -99,22 +114,18 @@ def react_to_batch(name: str, event: dict[str, Any], context: LambdaContext) -> 
             "processed": ok, "failed": len(reactions) - ok, "appended": recorded.appended,
         },
     )  # fmt: skip
-    metrics.add_dimension(name="reactor", value=name)
-    metrics.add_metric(name="ReactorProcessed", unit=MetricUnit.Count, value=ok)
-    metrics.add_metric(name="ReactorFailed", unit=MetricUnit.Count, value=len(reactions) - ok)
+    produced = sum(1 for r in reactions for o in r.outcomes if o.event_name == OutcomeKind.PRODUCED)
+    metrics.add("ReactorProcessed", COUNT, ok)
+    metrics.add("ReactorFailed", COUNT, len(reactions) - ok)
+    metrics.add("ReactorProduced", COUNT, produced)
     head = recorded.stored[-1].position if recorded.stored else None
-    for report in runtime.catch_up(runtime.event_store(), context, head):
-        if report.error:
-            logger.error(
-                "projection failed", extra={"projection": report.name, "error": report.error}
-            )
+    catch_up_measured(runtime.event_store(), context, head, metrics, logger)
     return {"batchItemFailures": [{"itemIdentifier": m} for m in dict.fromkeys(failures)]}
 
 
 def handler_for(name: str) -> Handler:
     """The Lambda handler of reactor `name` (the local poller runs several in one process)."""
 
-    @metrics.log_metrics
     @logger.inject_lambda_context(clear_state=True)
     def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return react_to_batch(name, event, context)
@@ -122,7 +133,6 @@ def handler_for(name: str) -> Handler:
     return handle
 
 
-@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The handler every reactor function points at; $EVENTSTORE_REACTOR names the reactor."""

@@ -40,6 +40,7 @@ from eventstore.store.sql import SqlEventStore, open_store
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
+    from eventstore.core.hashing import VerifyResult
     from eventstore.projections.base import Projection
     from eventstore.projections.runner import ProjectionRunner
     from eventstore.wiring import EventStore
@@ -225,6 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any free)")
     serve.set_defaults(run=cmd_serve)
+    status_parser = commands.add_parser(
+        "status", help="one-screen health; exit 1 when something needs attention"
+    )
+    status_parser.add_argument("--format", choices=("table", "json"), default="table")
+    status_parser.add_argument(
+        "--dlq", action="append", default=[], metavar="QUEUE_URL",
+        help="a dead-letter queue to count (repeatable; default $EVENTSTORE_DLQ_URLS)",
+    )  # fmt: skip
+    status_parser.add_argument("--endpoint-url", help="SQS endpoint (an emulator)")
+    status_parser.add_argument("--region", help="AWS region of the queues")
+    status_parser.set_defaults(run=cmd_status)
 
     demo = commands.add_parser(
         "demo", help="the whole fan-out on this machine (moto server), into a fresh SQLite log",
@@ -435,6 +447,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     # checkpoints remember the rows they folded, as an anchor does.
     faults = event_store.runner.faults()
     ok = result.ok and not faults
+    _record_verify(event_store, result, ok=ok, anchor=args.anchor, faults=faults)
     if args.format == "table":
         if result.ok:
             print(
@@ -459,6 +472,40 @@ def cmd_verify(args: argparse.Namespace) -> int:
         }
         print(json.dumps(report if args.format != "json" else [report]))
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _record_verify(
+    event_store: "EventStore",
+    result: "VerifyResult",
+    *,
+    ok: bool,
+    anchor: str | None,
+    faults: dict[str, str],
+) -> None:
+    """Keep the result for `eventstore status`. A database this user may only read keeps
+    nothing: verify still answers, and says why status will not know."""
+    from eventstore.health import record_verify
+
+    reason = result.reason or "; ".join(f"projection {n}: {f}" for n, f in sorted(faults.items()))
+    try:
+        record_verify(event_store.log.engine, result, ok=ok, anchor=anchor, reason=reason or None)
+    except DBAPIError as error:
+        print(
+            f"eventstore: verify result not recorded: {escape_controls(str(error.orig))}",
+            file=sys.stderr,
+        )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from eventstore.status_command import status_command
+
+    return status_command(
+        _event_store(args),
+        dlq=args.dlq,
+        fmt=args.format,
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+    )
 
 
 def _runner(args: argparse.Namespace, *, create: bool = False) -> "ProjectionRunner":

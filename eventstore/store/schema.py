@@ -9,7 +9,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
 # The migration that matches this metadata; the store refuses an older database.
-SCHEMA_REVISION = "20261129_0004"
+SCHEMA_REVISION = "20261129_0005"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -159,4 +159,21 @@ projection_checkpoints = sa.Table(
     # The hash of the log row at `position`: rows cut off the end of the log and positions
     # reused by later appends show as a different hash there.
     sa.Column("position_hash", sa.String(64), nullable=True),
+)
+
+# Each `eventstore verify` run's result, so `eventstore status` can say when the chain last
+# verified and against which anchor. Operational bookkeeping, not evidence: the evidence is
+# the anchor kept outside the database (infra/keep-anchor.sh).
+verify_runs = sa.Table(
+    "verify_runs",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("checked_at", UTCDateTime(), nullable=False),
+    sa.Column("ok", sa.Boolean(), nullable=False),
+    sa.Column("checked", Position, nullable=False),
+    sa.Column("head_position", Position, nullable=True),
+    sa.Column("head_hash", sa.String(64), nullable=True),
+    sa.Column("anchor", sa.Text(), nullable=True),  # the --anchor it was checked against
+    sa.Column("first_bad_position", Position, nullable=True),
+    sa.Column("reason", sa.Text(), nullable=True),
 )

@@ -22,6 +22,7 @@ TEMPLATE = load_template(DEFAULT_TEMPLATE)
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 BUILTIN = ("put-consumer", "copy-consumer", "csv-to-json", "extract-text", "copy-to-bucket")
 
+
 def _reactors() -> list[Reactor]:
     return load_reactors()
 
