@@ -219,6 +219,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_format(search)
     search.set_defaults(run=cmd_search)
 
+    export = commands.add_parser(
+        "export", help="the log as Parquet by event day, for Athena; only what is new",
+        description="Writes the events after DEST's checkpoint as DEST/dt=YYYY-MM-DD/"
+        "events-FIRST-LAST.parquet and moves the checkpoint; a run after a crash writes "
+        "nothing twice.",
+    )  # fmt: skip
+    export.add_argument("destination", metavar="DEST", help="a directory, or s3://BUCKET/PREFIX/")
+    export.add_argument(
+        "--range", type=_positive_int, default=500_000, dest="range_events", metavar="N",
+        help="events per run step (each day of a step is one file; default 500000)",
+    )  # fmt: skip
+    export.add_argument("--endpoint-url", metavar="URL", help="with s3://: the S3 endpoint")
+    export.add_argument("--region", help="with s3://: the AWS region")
+    export.set_defaults(run=cmd_export)
+
     demo = commands.add_parser(
         "demo", help="the whole fan-out on this machine (moto server), into a fresh SQLite log",
         description="Runs the S3 -> SNS -> SQS -> Lambda fan-out locally and leaves the log in "
@@ -670,6 +685,18 @@ def cmd_reactors_check_template(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print("the template's reactor functions match the reactors' declarations")
     return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from eventstore.export.command import export_command
+
+    return export_command(
+        _store(args),
+        args.destination,
+        range_events=args.range_events,
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
