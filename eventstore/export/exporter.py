@@ -72,7 +72,7 @@ def export_log(
             end = checkpoint.pending_until  # a crashed run's range: the same files again
         elif checkpoint.position < head:
             end = min(head, checkpoint.position + range_events)
-            _announce(log, target.name, end)
+            _announce(log, target.name, checkpoint.position, end)
         else:
             break
         first = checkpoint.position + 1
@@ -137,14 +137,27 @@ def _write(log: SqlEventStore) -> Connection:
     return log.engine.connect().execution_options(**{WRITE: True})
 
 
-def _announce(log: SqlEventStore, destination: str, end: int) -> None:
-    """Record the range about to be written, before any file of it exists."""
+def _announce(log: SqlEventStore, destination: str, position: int, end: int) -> None:
+    """Record the range about to be written, before any file of it exists. Only from the
+    checkpoint this run read: two runs that both read it must not announce different ranges
+    (their files would overlap), so the second one stops here."""
     with _write(log) as connection, connection.begin():
         updated = connection.execute(
             sa.update(export_checkpoints)
-            .where(export_checkpoints.c.destination == destination)
+            .where(
+                export_checkpoints.c.destination == destination,
+                export_checkpoints.c.position == position,
+                export_checkpoints.c.pending_until.is_(None),
+            )
             .values(pending_until=end, updated_at=datetime.now(UTC))
         ).rowcount
+        exists = connection.execute(
+            sa.select(export_checkpoints.c.position).where(
+                export_checkpoints.c.destination == destination
+            )
+        ).first()
+        if not updated and exists is not None:
+            raise ExportError(f"another export to {destination} is running; run again after it")
         if not updated:
             connection.execute(
                 sa.insert(export_checkpoints).values(

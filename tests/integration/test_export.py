@@ -257,3 +257,34 @@ def test_the_command_prints_what_each_run_wrote(
     assert first == {"destination": f"{lake}/", "from": 0, "to": 5, "files": 3, "rows": 5}
     assert again == {"destination": f"{lake}/", "from": 5, "to": 5, "files": 0, "rows": 0}
     assert read_back(lake) == log_rows(backend_log)
+
+
+def test_a_run_racing_another_to_the_same_destination_stops_before_writing(
+    backend_log: SqlEventStore, lake: Path
+) -> None:
+    backend_log.append(first_days())
+    export_log(backend_log, LocalDirectory(lake), range_events=2)  # checkpoint at 5
+    backend_log.append(later_days())
+
+    class RacedDirectory(LocalDirectory):
+        """A second run starts (and reads the checkpoint) while the first writes its files."""
+
+        raced = False
+
+        def put(self, relative: str, local: Path) -> None:
+            if not self.raced:
+                RacedDirectory.raced = True
+                with pytest.raises(ExportError, match="another export"):
+                    _start_from(backend_log, LocalDirectory(lake), position=5)
+            super().put(relative, local)
+
+    export_log(backend_log, RacedDirectory(lake), range_events=2)
+
+    assert read_back(lake) == log_rows(backend_log)
+
+
+def _start_from(log: SqlEventStore, target: LocalDirectory, *, position: int) -> None:
+    """What a run does after it read the checkpoint at `position` with nothing pending."""
+    from eventstore.export.exporter import _announce
+
+    _announce(log, target.name, position, position + 3)
