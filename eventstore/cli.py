@@ -237,6 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
     status_parser.add_argument("--endpoint-url", help="SQS endpoint (an emulator)")
     status_parser.add_argument("--region", help="AWS region of the queues")
     status_parser.set_defaults(run=cmd_status)
+    export = commands.add_parser(
+        "export", help="the log as Parquet by event day, for Athena; only what is new",
+        description="Writes the events after DEST's checkpoint as DEST/dt=YYYY-MM-DD/"
+        "events-FIRST-LAST.parquet and moves the checkpoint; a run after a crash writes "
+        "nothing twice.",
+    )  # fmt: skip
+    export.add_argument("destination", metavar="DEST", help="a directory, or s3://BUCKET/PREFIX/")
+    export.add_argument(
+        "--range", type=_positive_int, default=500_000, dest="range_events", metavar="N",
+        help="events per run step (each day of a step is one file; default 500000)",
+    )  # fmt: skip
+    export.add_argument("--endpoint-url", metavar="URL", help="with s3://: the S3 endpoint")
+    export.add_argument("--region", help="with s3://: the AWS region")
+    export.set_defaults(run=cmd_export)
 
     demo = commands.add_parser(
         "demo", help="the whole fan-out on this machine (moto server), into a fresh SQLite log",
@@ -732,6 +746,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     event_store = _event_store(args)  # opened once: every request shares its engine
     serve(lambda: event_store, host=args.host, port=args.port)
     return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from eventstore.export.command import export_command
+
+    return export_command(
+        _store(args),
+        args.destination,
+        range_events=args.range_events,
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

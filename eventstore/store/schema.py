@@ -9,7 +9,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
 # The migration that matches this metadata; the store refuses an older database.
-SCHEMA_REVISION = "20261129_0005"
+SCHEMA_REVISION = "20261129_0006"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -176,4 +176,18 @@ verify_runs = sa.Table(
     sa.Column("anchor", sa.Text(), nullable=True),  # the --anchor it was checked against
     sa.Column("first_bad_position", Position, nullable=True),
     sa.Column("reason", sa.Text(), nullable=True),
+)
+
+# How far each `eventstore export` destination holds the log (eventstore/export/).
+export_checkpoints = sa.Table(
+    "export_checkpoints",
+    metadata,
+    sa.Column("destination", sa.Text(), primary_key=True),
+    sa.Column("position", Position, nullable=False),
+    # The hash of the log row at `position`: a log cut back and appended to again shows here.
+    sa.Column("position_hash", sa.String(64), nullable=True),
+    # The end of the range a run announced before writing its files: a run after a crash
+    # writes exactly that range again (same file names), never an overlapping one.
+    sa.Column("pending_until", Position, nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
 )
