@@ -5,7 +5,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,15 +19,12 @@ pytestmark = pytest.mark.e2e
 def test_demo_runs_end_to_end_and_leaves_the_log(tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "EVENTSTORE_"))}
-    started = time.monotonic()
     completed = subprocess.run(
         [sys.executable, "-m", "eventstore.cli", "--db", f"sqlite:///{db}", "demo"],
         capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env, check=False,
     )  # fmt: skip
-    elapsed = time.monotonic() - started
 
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert elapsed < 60
     out = completed.stdout
     assert "verify: ok" in out
     assert "only ObjectCreated:Put" in out and "only ObjectCreated:Copy" in out
