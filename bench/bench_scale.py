@@ -285,9 +285,27 @@ def main() -> int:
         databases.close()
     finally:
         server.stop()
+    print_fits(points)
     if args.json:
         args.json.write_text(json.dumps(points, indent=2))
     return 0
+
+
+def print_fits(points: list[dict[str, Any]]) -> None:
+    """Least-squares lines of wall time per invocation and of the lock's hold against the
+    measured round trip, one writer: their slopes count the round trips each one waits for
+    (what carries the model from loopback to RDS), their intercepts are the CPU and queueing."""
+    for batch in sorted({p["batch"] for p in points}):
+        single = [p for p in points if p["batch"] == batch and p["writers"] == 1]
+        if len({p["rtt_ms"] for p in single}) < 2:
+            continue
+        rtts = [p["rtt_ms"] for p in single]
+        for name in ("wall_ms", "hold_ms"):
+            fit = statistics.linear_regression(rtts, [p[name] for p in single])
+            print(
+                f"batch {batch}, 1 writer: {name} = {fit.intercept:.2f} ms + {fit.slope:.2f} x rtt",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
