@@ -112,6 +112,5 @@ def test_the_page_finds_an_object_and_draws_its_timeline_and_the_activity_chart(
     shots.mkdir(parents=True, exist_ok=True)
     browser.execute_script("document.documentElement.style.scrollBehavior = 'auto'")
     browser.execute_script("window.scrollTo(0, 0)")
-    wait.until(lambda b: b.execute_script("return window.scrollY") == 0)
     assert browser.save_screenshot(str(shots / "audit-page.png"))
     assert (shots / "audit-page.png").read_bytes().startswith(b"\x89PNG")
