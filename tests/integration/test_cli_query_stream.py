@@ -15,7 +15,7 @@ SMALL, LARGE = 500, 2500
 PAGE = 50
 # A table's rows churn Rich's full width cache (a bounded LRU); its dict is rebuilt now and then,
 # a constant a few hundred KiB high whatever the result's size (see tests/unit/test_output.py
-# for a table's memory flat from 10 000 to 40 000 rows).
+# for a table's memory flat from 3000 to 12 000 rows).
 RICH_CACHE_CHURN = 512 * 1024
 
 
