@@ -62,20 +62,29 @@ class Progress:
         if now - self._drawn_at >= 0.1:
             self._drawn_at = now
             self._bar.update(self._task, rate=f"{self.rate:,.0f}/s")
-            self._bar.refresh()
+            self._draw(self._bar)
+
+    def _draw(self, bar: RichProgress) -> None:
+        # Drawn in place on one line, not through Rich's Live display: Live hides the cursor
+        # and redirects stdout until stopped, which an exception between here and close()
+        # would leave behind on the user's terminal.
+        with bar.console.capture() as captured:
+            bar.console.print(bar.make_tasks_table(bar.tasks))
+        self._stream.write("\r\x1b[K" + captured.get().rstrip("\n"))
+        self._stream.flush()
 
     def message(self, line: str) -> None:
-        """Write a line of its own above the bar (the bar is drawn again below it)."""
+        """Write a line of its own without leaving it glued to the bar (drawn again next)."""
         if self._bar is not None:
-            self._bar.console.print(line, markup=False, highlight=False, emoji=False)
-            return
+            self._stream.write("\r\x1b[K")
+            self._drawn_at = 0.0
         self._stream.write(line + "\n")
         self._stream.flush()
 
     def close(self, summary: str = "") -> str:
         """Remove the bar and write the closing line (always); return that line."""
         if self._bar is not None:
-            self._bar.stop()
+            self._stream.write("\r\x1b[K")
             self._bar = None
         line = f"{self.label}: {self.done} in {self.elapsed:.1f}s ({self.rate:,.0f}/s)"
         if summary:
@@ -109,9 +118,7 @@ def _start_bar(label: str, total: int | None, stream: TextIO) -> tuple[RichProgr
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
-        auto_refresh=False,  # no drawing thread: advance() redraws, ten times a second at most
-        transient=True,  # the closing line replaces the bar
+        auto_refresh=False,  # never started: no drawing thread, advance() draws
     )
     task = bar.add_task(label, total=total, rate="")
-    bar.start()
     return bar, task
