@@ -1,8 +1,10 @@
-"""Rendering query results: a readable table for people, JSON / JSON lines / CSV for machines.
+"""Rendering query results: a readable table for people (Rich: colour and the terminal's width
+on a terminal, plain aligned text when piped), JSON / JSON lines / CSV for machines.
 
-Rows are written as they come, so a query of any size is printed in bounded memory. Keys and
-most other values come from whoever could write to the bucket: the table escapes control
-characters (a key must not drive the terminal) and CSV cells are guarded against formulas.
+Rows are written as they come (a table a page at a time), so a query of any size is printed in
+bounded memory. Keys and most other values come from whoever could write to the bucket: the
+table escapes control characters (a key must not drive the terminal) and shows them as Rich
+text, never markup; CSV cells are guarded against formulas.
 """
 
 import csv
@@ -10,7 +12,14 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from itertools import islice
 from typing import Any, TextIO
+
+from rich import box
+from rich.cells import get_character_cell_size
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from eventstore.core.events import StoredEvent
 from eventstore.core.objectstate import CatalogEntry
@@ -84,8 +93,10 @@ def render(
     out: TextIO,
     *,
     table_fields: Sequence[str] | None = None,
+    console: Console | None = None,
 ) -> None:
-    """Write `rows` to `out` in format `fmt` (table, json, jsonl, csv), one row at a time."""
+    """Write `rows` to `out` in format `fmt` (table, json, jsonl, csv), one row at a time
+    (a table: a page at a time, on `console` if given, else on `table_console(out)`)."""
     if fmt == "json":
         _json_array(rows, fields, out)
     elif fmt == "jsonl":
@@ -97,7 +108,7 @@ def render(
         for r in rows:
             writer.writerow([csv_cell(r[f]) for f in fields])
     elif fmt == "table":
-        _table(rows, table_fields or fields, out)
+        _table(rows, table_fields or fields, out, console)
     else:
         raise ConfigurationError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
 
@@ -161,39 +172,108 @@ def _cell(value: Any) -> str:
     return escape_controls(str(_plain(value)))
 
 
-TABLE_PAGE = 1000  # rows measured at a time; the columns are as wide as the widest so far
+TABLE_PAGE = 1000  # rows laid out at a time: a table holds one page, never the whole result
+
+# Colour on a terminal, by what a column holds; anything else is left in the default colour.
+_STYLES = {
+    "position": "cyan",
+    "event_time": "green",
+    "last_event_time": "green",
+    "event_name": "magenta",
+    "last_event_name": "magenta",
+    "key": "bold",
+}
+
+# Piped: the header underlined with ASCII dashes, no other lines (Rich's SIMPLE_HEAD in ASCII).
+_PLAIN_BOX = box.Box("    \n    \n -  \n    \n    \n    \n    \n    \n", ascii=True)
 
 
-def _table(rows: Iterable[dict[str, Any]], fields: Sequence[str], out: TextIO) -> None:
-    """Aligned columns, printed a page at a time: the header is printed again only when a
-    page needs wider columns than the pages before it."""
-    widths = [len(f) for f in fields]
+def _width(text: str) -> int:
+    # Columns a cell takes (a CJK character two). Not rich.cells.cell_len: that caches every
+    # string it measures, and a million distinct keys would churn its cache for nothing.
+    if text.isascii():
+        return len(text)
+    return sum(get_character_cell_size(char) for char in text)
+
+
+def table_console(out: TextIO) -> Console:
+    """The console a table is printed on: `out`'s terminal (its width, colour unless NO_COLOR)
+    when `out` is one, else plain text of any width. Whether `out` is a terminal decides, not
+    FORCE_COLOR: a table redirected to a file or a pipe stays plain text."""
+    return Console(
+        file=out,
+        force_terminal=out.isatty(),
+        highlight=False,  # no guessing numbers or URLs to colour in data
+        markup=False,
+        emoji=False,
+    )
+
+
+def _table(
+    rows: Iterable[dict[str, Any]], fields: Sequence[str], out: TextIO, console: Console | None
+) -> None:
+    """A Rich table a page of rows at a time. On a terminal each page is fitted to its width
+    (cells folded, never cut) under its own header. Otherwise the lines are plain text of
+    aligned columns, the header printed again only when a page needs wider columns than the
+    pages before it, so a piped table reads as one."""
+    console = console or table_console(out)
+    widths = [_width(f) for f in fields]
     printed: list[int] | None = None
     count = 0
-    page: list[list[str]] = []
     iterator = iter(rows)
     while True:
-        page.clear()
-        for r in iterator:
-            page.append([_cell(r[f]) for f in fields])
-            if len(page) == TABLE_PAGE:
-                break
+        page = [[_cell(r[f]) for f in fields] for r in islice(iterator, TABLE_PAGE)]
         if not page and printed is not None:
             break
-        widths = [max([w] + [len(row[i]) for row in page]) for i, w in enumerate(widths)]
-        if widths != printed:
-            if printed is not None:
-                out.write("\n")
-            out.write(_line(fields, widths))
-            out.write("  ".join("-" * w for w in widths) + "\n")
+        if console.is_terminal:
+            console.print(_page_table(fields, page, None))
             printed = widths
-        for row in page:
-            out.write(_line(row, widths))
+        else:
+            widths = [max([w] + [_width(row[i]) for row in page]) for i, w in enumerate(widths)]
+            if printed is not None and widths != printed:
+                out.write("\n")
+            table = _page_table(fields, page, widths, show_header=widths != printed)
+            # Rich pads every line to the table's width; the plain form keeps no trailing space.
+            options = console.options.update(width=sum(widths) + 3 * len(widths))
+            for line in console.render_lines(table, options, pad=False, new_lines=False):
+                out.write("".join(segment.text for segment in line).rstrip() + "\n")
+            printed = widths
         count += len(page)
         if len(page) < TABLE_PAGE:
             break
-    out.write(f"({count} row{'s' if count != 1 else ''})\n")
+    footer = f"({count} row{'s' if count != 1 else ''})"
+    if console.is_terminal:
+        console.print(Text(footer, style="dim"))
+    else:
+        out.write(footer + "\n")
 
 
-def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
-    return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip() + "\n"
+def _page_table(
+    fields: Sequence[str],
+    page: Sequence[Sequence[str]],
+    widths: Sequence[int] | None,
+    *,
+    show_header: bool = True,
+) -> Table:
+    terminal = widths is None
+    table = Table(
+        box=box.SIMPLE_HEAD if terminal else _PLAIN_BOX,
+        show_edge=False,
+        pad_edge=False,
+        show_header=show_header,
+        header_style="bold" if terminal else "",
+        # Piped: two spaces between columns, as `column -t` would print them.
+        padding=(0, 1) if terminal else (0, 1, 0, 0),
+    )
+    for i, field in enumerate(fields):
+        table.add_column(
+            field,
+            style=_STYLES.get(field, "") if terminal else "",
+            overflow="fold",  # a long key wraps onto more lines; no ellipsis hides part of it
+            width=None if widths is None else widths[i],
+            no_wrap=not terminal,  # piped, every column is as wide as its widest cell
+        )
+    for row in page:
+        # Text, not str: a key holding "[bold]" is shown as typed, never read as markup.
+        table.add_row(*(Text(cell, style="dim" if cell == "-" else "") for cell in row))
+    return table

@@ -4,10 +4,13 @@ JSON exact, and rows written as they come."""
 import csv
 import io
 import json
+import re
+import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from eventstore import output
 from eventstore.output import csv_cell, escape_controls, render
@@ -168,3 +171,88 @@ def test_table_pages_stay_aligned_and_repeat_the_header_only_when_wider(
     body = [line for line in text.splitlines() if line and line[0].isdigit()]
     assert [line.split()[1] for line in body] == keys
     assert len({line.index(line.split()[1]) for line in body}) == 1  # one key column
+
+
+def terminal(width: int) -> Console:
+    return Console(file=io.StringIO(), force_terminal=True, width=width, color_system="standard")
+
+
+def test_on_a_terminal_the_table_is_coloured_and_fits_the_width() -> None:
+    # Given a terminal 40 columns wide and a key longer than that
+    console = terminal(40)
+    long_key = "reports/2026/" + "x" * 50 + "/end.csv"
+    rows = [{"position": 1, "key": "a.txt"}, {"position": 2, "key": long_key}]
+    # When rendered as a table
+    render(rows, FIELDS, "table", io.StringIO(), console=console)
+    # Then it is drawn in colour, no line is wider than the terminal, and the long key is
+    # folded onto more lines, not cut
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "\x1b[" in text
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert all(len(line) <= 40 for line in plain.splitlines())
+    assert "position" in plain and "a.txt" in plain
+    folded = "".join(line.split()[-1] for line in plain.splitlines()[3:-1])
+    assert long_key in folded
+    assert plain.splitlines()[-1] == "(2 rows)"
+
+
+def test_markup_in_a_key_is_shown_literally() -> None:
+    # Given keys that look like Rich markup
+    rows = [{"position": 1, "key": "[bold]x[/bold]"}, {"position": 2, "key": "[red]y"}]
+    console = terminal(80)
+    plain_out = io.StringIO()
+    # When rendered on a terminal and piped
+    render(rows, FIELDS, "table", io.StringIO(), console=console)
+    render(rows, FIELDS, "table", plain_out)
+    # Then both show the brackets as typed, and no bold or red came from them
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "[bold]x[/bold]" in shown and "[red]y" in shown
+    assert "\x1b[31m" not in shown
+    assert "[bold]x[/bold]" in plain_out.getvalue()
+
+
+def test_a_piped_table_is_plain_and_exact() -> None:
+    rows = [
+        {"position": 1, "key": "a.txt"},
+        {"position": 22, "key": None},
+        {"position": 3, "key": "été/日本.txt"},
+    ]
+    out = io.StringIO()
+    render(rows, FIELDS, "table", out)
+    assert out.getvalue() == (
+        "position  key\n"
+        "--------- ------------\n"
+        "1         a.txt\n"
+        "22        -\n"
+        "3         été/日本.txt\n"
+        "(3 rows)\n"
+    )
+
+
+def test_a_long_table_takes_bounded_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given pages of 100 rows, and Rich's caches warm (it keeps bounded LRU caches of widths)
+    monkeypatch.setattr(output, "TABLE_PAGE", 100)
+
+    class Counting(io.StringIO):
+        lines = 0
+
+        def write(self, text: str) -> int:  # counts lines without keeping them
+            self.lines += text.count("\n")
+            return len(text)
+
+    def peak(count: int) -> int:
+        rows = ({"position": n, "key": f"logs/{n:08d}.gz"} for n in range(count))
+        out = Counting()
+        tracemalloc.start()
+        try:
+            render(rows, FIELDS, "table", out)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            assert out.lines >= count
+
+    peak(3000)
+    # When a table four times as long is printed
+    short, long = peak(3000), peak(12000)
+    # Then its peak memory is about the same (held whole, it would take four times as much)
+    assert long < short * 1.25, (short, long)
