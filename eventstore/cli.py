@@ -258,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--db (a SQLite file, default ./eventstore.db; a previous demo log there is replaced).",
     )  # fmt: skip
     demo.add_argument("--template", metavar="FILE", help="template (default: infra/template.yaml)")
+    demo.add_argument(
+        "--serve", action="store_true",
+        help="then serve the audit page over the demo's log (prints the URL; Ctrl-C stops)",
+    )  # fmt: skip
+    demo.add_argument("--port", type=int, default=8080, help="with --serve (default 8080; 0: any)")
     demo.set_defaults(run=cmd_demo)
 
     return parser
@@ -764,7 +769,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from eventstore.demo import run_demo
 
     result = run_demo(args.db, template=args.template)
-    return EXIT_OK if result.verified else EXIT_FAILED
+    if not result.verified:
+        return EXIT_FAILED
+    if args.serve:
+        from eventstore.api.server import serve
+        from eventstore.wiring import open_event_store
+
+        event_store = open_event_store(result.db_url)
+
+        def ready(url: str) -> None:
+            print(f"\nThe audit page over this log: open {url} (Ctrl-C stops)", flush=True)
+
+        serve(lambda: event_store, port=args.port, ready=ready)  # Ctrl-C: exit 130
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -87,3 +87,32 @@ def test_demo_refuses_to_replace_a_log_of_other_buckets(
 def test_demo_wants_a_sqlite_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--db", "postgresql://u@localhost/db", "demo"]) == 2
     assert "SQLite" in capsys.readouterr().err
+
+
+def test_demo_with_serve_prints_the_url_of_the_audit_page_over_its_log(tmp_path: Path) -> None:
+    import json
+    import signal
+    import urllib.request
+
+    db = tmp_path / "demo.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "EVENTSTORE_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "eventstore.cli", "--db", f"sqlite:///{db}", "demo", "--serve",
+         "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = ""
+        for line in process.stdout:  # the demo's story, then the URL
+            if "The audit page over this log: open " in line:
+                break
+        url = line.split(" open ", 1)[1].split()[0]
+        with urllib.request.urlopen(url, timeout=30) as page:
+            assert "<html" in page.read().decode().lower()
+        with urllib.request.urlopen(url + "api/projections", timeout=30) as answer:
+            body = json.loads(answer.read())
+        assert "object_catalog" in json.dumps(body)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
