@@ -90,9 +90,10 @@ def run_reconcile(
     differences = _differences(plan, s3, store, tally, err)
     if fmt == "json":
         _write_json(plan, differences=differences, tally=tally, lag=lag, repaired=repaired, out=out)
+        # For whoever watches a machine-readable run (the table ends with this line already).
+        print(f"eventstore: s3://{bucket}/{prefix}: {_describe(tally)}", file=err)
     else:
         _write_table(plan, differences=differences, tally=tally, lag=lag, out=out)
-    print(f"eventstore: s3://{bucket}/{prefix}: {_describe(tally)}", file=err)
     return EXIT_INCOMPLETE if tally.total.differences or lag else EXIT_OK
 
 
@@ -217,8 +218,8 @@ def _describe(tally: Tally) -> str:
     total = tally.total
     return (
         f"{total.complete} of {total.s3_objects} objects in S3 complete in the log "
-        f"({total.completeness:.2%}); {total.missing} missing, "
-        f"{total.missed_deletes} missed deletes, {total.differing} differing"
+        f"({total.completeness:.2%}); missing {total.missing}, "
+        f"missed deletes {total.missed_deletes}, differing {total.differing}"
     )
 
 
@@ -231,24 +232,29 @@ def _write_json(
     repaired: dict[str, Any] | None,
     out: TextIO,
 ) -> None:
-    # One JSON object; the differences are written as they are found (bounded memory), so
-    # the summary, which needs all of them, comes after.
+    # One JSON object, laid out as json.dumps(indent=2) would; the differences are written as
+    # they are found (bounded memory), so the summary, which needs all of them, comes after.
     head = {
         "bucket": plan.bucket,
         "prefix": plan.prefix,
         "source": plan.source,
         "depth": plan.depth,
     }
-    out.write(json.dumps(head, ensure_ascii=False)[:-1] + ', "differences": [')
+    out.write(json.dumps(head, ensure_ascii=False, indent=2)[:-2] + ',\n  "differences": [')
     for count, difference in enumerate(differences):
-        out.write(("\n  " if count == 0 else ",\n  ") + json.dumps(_difference_row(difference),
-                                                                   ensure_ascii=False))  # fmt: skip
+        element = json.dumps(_difference_row(difference), ensure_ascii=False, indent=2)
+        out.write(("\n" if count == 0 else ",\n") + _indented(element, "    "))
     tail = {
         "summary": _summary(tally, lag=lag),
         "prefixes": list(_prefix_rows(tally)),
         "repair": repaired,
     }
-    out.write("\n], " + json.dumps(tail, ensure_ascii=False, indent=2)[1:] + "\n")
+    out.write("\n  ],\n" + _indented(json.dumps(tail, ensure_ascii=False, indent=2), "")[2:] + "\n")
+
+
+def _indented(text: str, margin: str) -> str:
+    # Safe line by line: JSON text has no raw newline inside a string.
+    return "\n".join(margin + line for line in text.split("\n"))
 
 
 def _write_table(
