@@ -160,6 +160,26 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--region", help="with archive / s3 / sqs: the AWS region")
     replay.set_defaults(run=cmd_replay)
 
+    reconcile = commands.add_parser(
+        "reconcile", help="compare the log with what S3 holds; exit 1 when incomplete"
+    )
+    reconcile.add_argument("target", metavar="s3://BUCKET[/PREFIX]")
+    reconcile.add_argument(
+        "--inventory", metavar="s3://.../manifest.json",
+        help="read S3's side from an S3 Inventory report (CSV) instead of ListObjectVersions",
+    )  # fmt: skip
+    reconcile.add_argument(
+        "--repair", action="store_true",
+        help="back-fill what differs from S3's object versions, then report again",
+    )  # fmt: skip
+    reconcile.add_argument(
+        "--depth", type=int, default=1, metavar="N", help="folders per prefix in the report"
+    )
+    reconcile.add_argument("--format", choices=("table", "json"), default="table")
+    reconcile.add_argument("--endpoint-url", metavar="URL", help="the S3 endpoint (moto, MinIO)")
+    reconcile.add_argument("--region", help="the AWS region")
+    reconcile.set_defaults(run=cmd_reconcile)
+
     trace = commands.add_parser(
         "trace", help="lineage: an object's events, what reactors derived from them, and back"
     )
@@ -686,6 +706,21 @@ REPLAY_SOURCES: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def cmd_replay(args: argparse.Namespace) -> int:
     return REPLAY_SOURCES[args.source](args)
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from eventstore.replay.reconcile_command import run_reconcile
+
+    return run_reconcile(
+        args.target,
+        event_store=lambda: _event_store(args),
+        inventory=args.inventory,
+        repair=args.repair,
+        depth=args.depth,
+        fmt=args.format,
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+    )
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
