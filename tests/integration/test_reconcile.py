@@ -267,15 +267,69 @@ def write_inventory(s3: "S3Client", rows: list[list[str]], schema: str) -> str:
     return f"s3://{INVENTORY_BUCKET}/{base}/manifest.json"
 
 
+def write_parquet_inventory(s3: "S3Client", *, all_versions: bool) -> str:
+    """The report as S3 Inventory writes it in Parquet: snake-case columns, keys as they are
+    (not URL-encoded), booleans and sizes typed; two files."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    s3.create_bucket(Bucket=INVENTORY_BUCKET)
+    base = f"inventory/{BUCKET}/daily/2026-11-29T01-00Z"
+    listing = s3.list_object_versions(Bucket=BUCKET)
+    entries = [(v, False) for v in listing.get("Versions", [])]
+    entries += [(m, True) for m in listing.get("DeleteMarkers", [])]
+    rows: list[dict[str, Any]] = []
+    for entry, marker in entries:
+        if not all_versions and (marker or not entry["IsLatest"]):
+            continue
+        row: dict[str, Any] = {
+            "bucket": BUCKET, "key": entry["Key"],
+            "size": None if marker else entry["Size"],
+            "last_modified_date": entry["LastModified"],
+            "e_tag": None if marker else entry["ETag"].strip('"'),
+            "storage_class": "STANDARD",
+        }  # fmt: skip
+        if all_versions:
+            row |= {"version_id": entry["VersionId"], "is_latest": entry["IsLatest"],
+                    "is_delete_marker": marker}  # fmt: skip
+        rows.append(row)
+    files = []
+    for number, part in enumerate((rows[::2][::-1], rows[1::2])):
+        sink = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(part), sink)
+        data = sink.getvalue()
+        key = f"inventory/{BUCKET}/daily/data/part-{number}.parquet"
+        s3.put_object(Bucket=INVENTORY_BUCKET, Key=key, Body=data)
+        files.append({"key": key, "size": len(data), "MD5checksum": hashlib.md5(data).hexdigest()})
+    schema = (
+        "message s3.inventory { required binary bucket (UTF8); required binary key (UTF8); ...}"
+    )
+    manifest = {
+        "sourceBucket": BUCKET, "destinationBucket": f"arn:aws:s3:::{INVENTORY_BUCKET}",
+        "version": "2016-11-30", "creationTimestamp": "1796000400000",
+        "fileFormat": "Parquet", "fileSchema": schema, "files": files,
+    }  # fmt: skip
+    s3.put_object(Bucket=INVENTORY_BUCKET, Key=f"{base}/manifest.json", Body=json.dumps(manifest))
+    return f"s3://{INVENTORY_BUCKET}/{base}/manifest.json"
+
+
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
 @pytest.mark.parametrize("all_versions", [True, False], ids=["all-versions", "current"])
 def test_an_inventory_report_gives_the_same_answer(
-    s3: "S3Client", backend_url: str, capsys: pytest.CaptureFixture[str], all_versions: bool
+    s3: "S3Client",
+    backend_url: str,
+    capsys: pytest.CaptureFixture[str],
+    all_versions: bool,
+    file_format: str,
 ) -> None:
     # Given the same bucket and log, and an inventory report of the bucket
     log = open_store(backend_url)
     scenario(s3, log)
     schema = ALL_VERSIONS_SCHEMA if all_versions else CURRENT_SCHEMA
-    manifest = write_inventory(s3, inventory_rows(s3, all_versions=all_versions), schema)
+    if file_format == "csv":
+        manifest = write_inventory(s3, inventory_rows(s3, all_versions=all_versions), schema)
+    else:
+        manifest = write_parquet_inventory(s3, all_versions=all_versions)
 
     # When it is reconciled from the report
     code, report, _ = reconcile(capsys, backend_url, "--inventory", manifest)
@@ -311,13 +365,13 @@ def test_an_inventory_file_that_does_not_match_its_checksum_is_an_error(
     assert "part-1.csv.gz" in capsys.readouterr().err
 
 
-def test_a_parquet_inventory_or_another_buckets_is_refused(
+def test_an_orc_inventory_or_another_buckets_is_refused(
     s3: "S3Client", sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     scenario(s3, open_store(sqlite_url))
     s3.create_bucket(Bucket=INVENTORY_BUCKET)
     for name, manifest in {
-        "parquet": {"sourceBucket": BUCKET, "fileFormat": "Parquet", "fileSchema": "", "files": []},
+        "orc": {"sourceBucket": BUCKET, "fileFormat": "ORC", "fileSchema": "", "files": []},
         "other": {"sourceBucket": "other", "fileFormat": "CSV", "fileSchema": "", "files": []},
     }.items():
         s3.put_object(Bucket=INVENTORY_BUCKET, Key=name, Body=json.dumps(manifest))
@@ -327,5 +381,5 @@ def test_a_parquet_inventory_or_another_buckets_is_refused(
         )  # fmt: skip
         assert code == 2
     err = capsys.readouterr().err
-    assert "Parquet" in err
+    assert "'ORC' is not supported" in err
     assert "of bucket 'other'" in err
