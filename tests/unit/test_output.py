@@ -254,5 +254,7 @@ def test_a_long_table_takes_bounded_memory(monkeypatch: pytest.MonkeyPatch) -> N
     peak(3000)
     # When a table four times as long is printed
     short, long = peak(3000), peak(12000)
-    # Then its peak memory is about the same (held whole, it would take four times as much)
-    assert long < short * 1.25, (short, long)
+    # Then its peak memory grows far less than the table (held whole, it would take four
+    # times as much); what does grow is Rich's width cache, bounded at 4096 entries, which
+    # 3000 distinct keys do not fill yet
+    assert long < short * 2, (short, long)
