@@ -1,12 +1,12 @@
 """The event model: one S3 change as parsed (NewEvent) and as stored in the log (StoredEvent)."""
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from eventstore.core import jsontext
 from eventstore.core.ordering import OrderKey
 
 
@@ -153,7 +153,7 @@ class LazyRecord(Mapping[str, Any]):
 
     def _data(self) -> dict[str, Any]:
         if self._decoded is None:
-            self._decoded = json.loads(self._text)
+            self._decoded = jsontext.loads(self._text)
         return self._decoded
 
     def __getitem__(self, name: str) -> Any:

@@ -8,6 +8,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+from eventstore.core import jsontext
 from eventstore.core.events import LazyRecord, NewEvent, StoredEvent
 from eventstore.core.timeutil import format_time
 
@@ -21,7 +22,7 @@ _format_recorded_at = lru_cache(maxsize=4)(format_time)
 
 def compact_json(value: Any) -> str:
     """JSON with no spaces and unescaped non-ASCII: the stored form of a record."""
-    return _COMPACT.encode(value)
+    return jsontext.compact(value)
 
 
 def canonical_row(position: int, event: NewEvent, record_json: str, recorded_at: datetime) -> bytes:
@@ -53,7 +54,7 @@ def row_body(event: NewEvent, record_json: str) -> str:
         event.correlation_id,
         record_json,
     ]
-    return _COMPACT.encode(columns)[1:-1]
+    return jsontext.compact(columns)[1:-1]
 
 
 def seal_row(position: int, body: str, recorded_at: datetime) -> bytes:

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, BinaryIO
 from urllib.parse import unquote_plus
 
+from eventstore.core import jsontext
 from eventstore.core.eventbridge import event_name_for, is_eventbridge_s3_event
 from eventstore.core.events import NewEvent, Source
 from eventstore.core.identity import derive_event_id
@@ -203,7 +204,7 @@ def _utf8_size(text: str) -> int:
 
 def _loads(text: str, what: str) -> Any:
     try:
-        return json.loads(text)
+        return jsontext.loads(text)
     except json.JSONDecodeError as error:
         raise MalformedMessageError(
             f"{what} is not JSON ({error.msg} at char {error.pos})"
