@@ -16,13 +16,18 @@ dimension `service`, and `reactor` on the reactor metrics):
 - IngestLag (Seconds, one value per S3 event received: now minus its S3 event time; EMF takes
   at most 100 values per metric per document, so Powertools prints a document per 100 and
   every value reaches CloudWatch, where p50/p99 are computed exactly);
-- ProjectionLagEvents / ProjectionLagSeconds (dimension `projection`) after the catch-up;
+- ProjectionLagEvents / ProjectionLagSeconds (dimension `projection`) after the catch-up, at
+  most once per EVENTSTORE_LAG_METRICS_SECONDS (default 30) per container: measuring them
+  takes two queries, which per invocation halved the consumer's throughput, and CloudWatch
+  keeps them per minute anyway (the alarm reads the maximum of each minute);
   ProjectionFailures (Count);
 - ReactorProcessed / ReactorFailed / ReactorProduced (Count) and ReactorDuration
   (Milliseconds, one value per event reacted to).
 """
 
 import functools
+import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +46,25 @@ if TYPE_CHECKING:
     from eventstore.wiring import EventStore
 
 COUNT, SECONDS, MILLISECONDS = "Count", "Seconds", "Milliseconds"
+
+LAG_INTERVAL_DEFAULT = 30.0  # seconds; under the alarm's 60-second period
+_lags_reported: dict[str, float] = {}  # database URL -> when its lags were last measured
+
+
+def lag_interval() -> float:
+    """Seconds between two measurements of the projections' lags in one container."""
+    return float(os.environ.get("EVENTSTORE_LAG_METRICS_SECONDS", LAG_INTERVAL_DEFAULT))
+
+
+def _lags_due(event_store: "EventStore") -> bool:
+    now = time.monotonic()
+    database = event_store.log.engine.url.render_as_string(hide_password=True)
+    last = _lags_reported.get(database)
+    if last is not None and now - last < lag_interval():
+        return False
+    _lags_reported[database] = now
+    return True
+
 
 # EMF's limit on dimension sets per document; one per projection, so this bounds how many
 # projections one invocation reports (more are reported by `eventstore status`).
@@ -164,7 +188,8 @@ def catch_up_measured(
     logger: "Logger",
 ) -> None:
     """Catch projections up (runtime.catch_up), log and count their failures, and measure
-    each projection's lag after it (two small queries, made only when metrics are on)."""
+    each projection's lag after it (two small queries, made only when metrics are on and
+    lag_interval() has passed since this container last measured them)."""
     failures = 0
     for report in runtime.catch_up(event_store, context, head):
         if report.error:
@@ -173,7 +198,7 @@ def catch_up_measured(
                 "projection failed", extra={"projection": report.name, "error": report.error}
             )
     metrics.add("ProjectionFailures", COUNT, failures)
-    if metrics.enabled:
+    if metrics.enabled and _lags_due(event_store):
         from eventstore.health import projection_lags
 
         metrics.projection_lags(projection_lags(event_store))

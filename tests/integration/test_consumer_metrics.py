@@ -95,6 +95,28 @@ def test_an_ingest_batch_prints_counts_lag_distribution_and_projection_lags(
         assert one(document, "ProjectionLagEvents") == 0
 
 
+def test_projection_lags_are_measured_once_per_interval_per_container(
+    db_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a warm container whose lags were measured by its first invocation
+    monkeypatch.setenv("EVENTSTORE_LAG_METRICS_SECONDS", "3600")
+    event = load_event("sqs_sns_batch_realistic.json")
+    ingest.handler(event, LambdaContext())
+    first = emf_documents(capsys.readouterr().out)
+    assert any("projection" in d for d in first)
+    # When it handles another batch within the interval
+    ingest.handler(event, LambdaContext())
+    # Then that batch's counts are printed, but no projection lag (no queries were made)
+    second = emf_documents(capsys.readouterr().out)
+    assert [d for d in second if "EventsReceived" in d]
+    assert not [d for d in second if "projection" in d]
+    # And once the interval has passed, the lags are measured again
+    monkeypatch.setenv("EVENTSTORE_LAG_METRICS_SECONDS", "0")
+    ingest.handler(event, LambdaContext())
+    third = emf_documents(capsys.readouterr().out)
+    assert {d["projection"] for d in third if "projection" in d} >= {"object_catalog"}
+
+
 def test_more_than_a_hundred_lag_values_all_reach_cloudwatch(
     db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
