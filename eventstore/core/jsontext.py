@@ -6,21 +6,27 @@ the hash chain encodes (strings, integers, None) it writes exactly the bytes `js
 with `ensure_ascii=False` and compact separators (checked over every code point by
 tests/unit/test_jsontext.py), so rows hashed by earlier releases still verify.
 
-Wherever orjson refuses something the standard library accepts (integers past 64 bits, NaN,
-a lone surrogate escape, nesting past its limit), the standard library answers instead, so
-callers see its result or its error, never orjson's.
+Wherever orjson refuses something the standard library accepts (NaN, a lone surrogate escape,
+nesting past its limit, an integer past 64 bits to write) the standard library answers
+instead, so callers see its result or its error, never orjson's. orjson reads an integer of
+more than 64 bits as a float, silently: a text with a run of 20 digits or more (anywhere, even
+inside a string; it costs only speed) is read by the standard library.
 """
 
 import json
+import re
 from typing import Any
 
 import orjson
 
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_LONG_DIGITS = re.compile(r"[0-9]{20}")  # 19 digits always fit a signed 64-bit integer
 
 
 def loads(text: str) -> Any:
     """`json.loads(text)`: the same value, or the same exception."""
+    if _LONG_DIGITS.search(text) is not None:
+        return json.loads(text)
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:

@@ -28,9 +28,13 @@ def test_what_a_row_holds_is_written_as_the_standard_library_writes_it() -> None
 
 
 def test_integers_past_64_bits_fall_back_to_the_standard_library() -> None:
-    value = [2**64, -(2**70)]
+    value = [2**64, -(2**70), 10**30, 2**63 - 1]
     assert jsontext.compact(value) == STDLIB_COMPACT.encode(value)
-    assert jsontext.loads("[18446744073709551616, -1180591620717411303424]") == value
+    # Read back as the integers they are (orjson alone reads them as floats)
+    read = jsontext.loads(STDLIB_COMPACT.encode(value))
+    assert read == value and all(type(n) is int for n in read)
+    assert jsontext.loads('{"size": 1000000000000000000000000000000}') == {"size": 10**30}
+    assert type(jsontext.loads("99999999999999999999")) is int
 
 
 @pytest.mark.parametrize(
@@ -43,7 +47,8 @@ def test_integers_past_64_bits_fall_back_to_the_standard_library() -> None:
     ],
 )
 def test_valid_documents_decode_to_what_the_standard_library_returns(text: str) -> None:
-    assert jsontext.loads(text) == json.loads(text)
+    ours, theirs = jsontext.loads(text), json.loads(text)
+    assert ours == theirs and repr(ours) == repr(theirs)  # the same types, too
 
 
 def test_what_orjson_refuses_is_read_as_the_standard_library_reads_it() -> None:
