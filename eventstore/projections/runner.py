@@ -49,6 +49,7 @@ __all__ = ["SHADOW_SUFFIX", "ProjectionRunner", "ProjectionStatus", "RunReport",
 BUSY = "busy"  # another runner holds the projection's checkpoint just now
 _REBUILD_ROUNDS = 100  # resumptions of a rebuild that other runners keep moving on
 CAUGHT_UP = "caught-up"
+MAX_PATIENCE = 16  # times min_lag: see ProjectionRunner._patience
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,12 @@ class ProjectionRunner:
         # What the last catch_up saw: per projection that could wait, its position and when
         # (time.monotonic()) its checkpoint last moved.
         self._seen: dict[str, tuple[int, float]] = {}
+        # How many times min_lag this runner lets pass before it looks again: doubled each
+        # time it looked and found every projection folded or being folded by another runner,
+        # back to 1 when it folds itself. Under many writers one runner ends up doing the
+        # folding in chunks of about min_lag while the others rarely look (each look is a
+        # query); max_delay still bounds how long a projection can wait.
+        self._patience = 1
 
     def get(self, name: str) -> Projection:
         for projection in self.projections:
@@ -218,7 +225,7 @@ class ProjectionRunner:
         catching up once per many small batches, and no projection lags longer than that.
         Given `head` (the position the caller's own append reached), a call that the last
         one's reading shows cannot have anything due returns without asking the database."""
-        if head is not None and self._nothing_due(head, min_lag, max_delay):
+        if head is not None and self._nothing_due(head, min_lag * self._patience, max_delay):
             return [RunReport(p.name, caught_up=True) for p in self.projections]
         with self.store.engine.connect() as connection:
             head, rows, hashes = self.checkpoints.with_log(connection)
@@ -257,6 +264,10 @@ class ProjectionRunner:
             if name not in waiting and (report.caught_up or report.busy) and not report.error:
                 waiting[name] = (head, time.monotonic())
         self._seen = waiting
+        if any(report.applied for report in reports.values()):
+            self._patience = 1
+        elif min_lag and len(waiting) == len(self.projections):  # nothing for this runner
+            self._patience = min(self._patience * 2, MAX_PATIENCE)
         return [reports[p.name] for p in self.projections if p.name in reports]
 
     def _nothing_due(self, head: int, min_lag: int, max_delay: float | None) -> bool:

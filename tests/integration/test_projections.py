@@ -482,6 +482,29 @@ def test_catch_up_given_the_head_asks_nothing_while_nothing_can_be_due(db_url: s
     assert {s.name: s.position for s in runner.status()}["key_counts"] == 9
 
 
+def test_a_runner_that_finds_the_folding_done_by_another_looks_less_often(db_url: str) -> None:
+    # Given two containers' runners on one log, and every projection live at 5
+    store = _store_with(db_url, KeyCounts())
+    leader = ProjectionRunner(store.log, store.projections)
+    follower = ProjectionRunner(store.log, store.projections)
+    store.log.append(_puts(5))
+    leader.catch_up()
+    # When the follower looks and finds nothing to do (another runner keeps them caught up)
+    follower.catch_up(min_lag=10, max_delay=60, head=5)
+    store.log.append(_puts(10, start=5))
+    leader.catch_up(min_lag=10, max_delay=60, head=15)  # the leader folds 6..15
+    statements: list[str] = []
+    sa.event.listen(store.log.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    # Then at a lag of min_lag since it last looked, it does not even ask
+    follower.catch_up(min_lag=10, max_delay=60, head=15)
+    assert statements == []
+    # And at twice that it looks, and folds what nobody has folded yet
+    store.log.append(_puts(10, start=15))
+    follower.catch_up(min_lag=10, max_delay=60, head=25)
+    assert statements
+    assert {s.name: s.position for s in follower.status()}["key_counts"] == 25
+
+
 def test_live_projections_at_different_positions_catch_up_together_each_event_once(
     db_url: str,
 ) -> None:
