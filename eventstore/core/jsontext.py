@@ -14,18 +14,24 @@ inside a string; it costs only speed) is read by the standard library.
 """
 
 import json
-import re
 from typing import Any
 
 import orjson
 
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-_LONG_DIGITS = re.compile(r"[0-9]{20}")  # 19 digits always fit a signed 64-bit integer
+# Every ASCII digit to "1", every other byte to "0": a run of 20 digits (19 always fit a signed
+# 64-bit integer) is then a substring search, a tenth of what a regular expression costs.
+_DIGITS_AS_ONES = bytes(0x31 if 0x30 <= b <= 0x39 else 0x30 for b in range(256))
+_TWENTY_DIGITS = b"1" * 20
+
+
+def _has_long_number(text: str) -> bool:
+    return _TWENTY_DIGITS in text.encode("utf-8", "surrogatepass").translate(_DIGITS_AS_ONES)
 
 
 def loads(text: str) -> Any:
     """`json.loads(text)`: the same value, or the same exception."""
-    if _LONG_DIGITS.search(text) is not None:
+    if _has_long_number(text):
         return json.loads(text)
     try:
         return orjson.loads(text)
