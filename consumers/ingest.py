@@ -62,7 +62,9 @@ def handler(
     for name, value in summary.as_dict().items():
         metrics.add(f"Events{name.capitalize()}", COUNT, value)
     metrics.ingest_lag(e for d in deliveries for e in d.events)
-    catch_up_measured(event_store, context, summary.last_position, metrics, logger)
+    catch_up_measured(
+        event_store, context, summary.last_position, metrics, logger, appended=summary.last_stored
+    )
     return dict(processor.response())
 
 

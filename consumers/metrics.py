@@ -28,7 +28,7 @@ dimension `service`, and `reactor` on the reactor metrics):
 import functools
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-    from eventstore.core.events import NewEvent
+    from eventstore.core.events import NewEvent, StoredEvent
     from eventstore.health import ProjectionLag
     from eventstore.wiring import EventStore
 
@@ -186,12 +186,14 @@ def catch_up_measured(
     head: int | None,
     metrics: InvocationMetrics,
     logger: "Logger",
+    *,
+    appended: "Sequence[StoredEvent]" = (),
 ) -> None:
     """Catch projections up (runtime.catch_up), log and count their failures, and measure
     each projection's lag after it (two small queries, made only when metrics are on and
     lag_interval() has passed since this container last measured them)."""
     failures = 0
-    for report in runtime.catch_up(event_store, context, head):
+    for report in runtime.catch_up(event_store, context, head, appended):
         if report.error:
             failures += 1
             logger.error(

@@ -6,8 +6,11 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
+    from eventstore.core.events import StoredEvent
     from eventstore.projections.runner import RunReport
     from eventstore.reactors.runner import ReactorRunner
     from eventstore.wiring import EventStore
@@ -69,10 +72,14 @@ def catch_up_seconds(remaining_ms: int) -> float:
 
 
 def catch_up(
-    event_store: "EventStore", context: "LambdaContext", head: int | None
+    event_store: "EventStore",
+    context: "LambdaContext",
+    head: int | None,
+    appended: "Sequence[StoredEvent]" = (),
 ) -> list["RunReport"]:
     """Catch projections up for part of the invocation's remaining time (see
-    catch_up_thresholds for when a projection only a little behind is left for later)."""
+    catch_up_thresholds for when a projection only a little behind is left for later);
+    `appended`, what the invocation just stored, is folded without being read back."""
     import time
 
     budget = catch_up_seconds(context.get_remaining_time_in_millis())
@@ -80,7 +87,11 @@ def catch_up(
         return []  # no time left in this invocation: a later one catches up
     min_lag, max_delay = catch_up_thresholds()
     return event_store.runner.catch_up(
-        deadline=time.monotonic() + budget, min_lag=min_lag, max_delay=max_delay, head=head
+        deadline=time.monotonic() + budget,
+        min_lag=min_lag,
+        max_delay=max_delay,
+        head=head,
+        appended=appended,
     )
 
 

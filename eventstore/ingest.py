@@ -4,7 +4,7 @@ consumer and the replay sources, so every path applies the same parsing and proj
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from eventstore.core.events import NewEvent
+from eventstore.core.events import NewEvent, StoredEvent
 from eventstore.core.parsing import Delivery, Envelope, parse_envelope
 from eventstore.errors import MalformedMessageError
 from eventstore.store.base import EventLog
@@ -24,6 +24,9 @@ class IngestSummary:
     skipped: int = 0
     failed: int = 0
     last_position: int | None = None  # of the newest event stored, if any
+    # What the last transaction stored (at most BATCH_EVENTS): projections can fold these
+    # without reading them back.
+    last_stored: tuple[StoredEvent, ...] = ()
     failures: list[MalformedMessageError] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, int]:
@@ -86,6 +89,7 @@ def _flush(
     summary.conflicts += result.conflicts
     if result.stored:
         summary.last_position = result.stored[-1].position
+        summary.last_stored = result.stored
 
 
 def ingest_envelopes(

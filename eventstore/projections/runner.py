@@ -112,6 +112,22 @@ class _Build:
     tables: dict[str, sa.Table] = field(default_factory=dict)
 
 
+class _Recent:
+    """The events the caller just appended: a contiguous run of positions, in order."""
+
+    def __init__(self, events: Sequence[StoredEvent], head: int) -> None:
+        self.events = events
+        self.head = head  # the head of the log as catch_up read it
+        if events:
+            self.first, self.last = events[0].position, events[-1].position
+            if self.last - self.first + 1 != len(events):
+                raise ValueError("appended events must be one contiguous run of positions")
+
+    def after(self, position: int, limit: int) -> Sequence[StoredEvent]:
+        start = position - self.first + 1
+        return self.events[start : start + limit]
+
+
 class _Lost(Exception):
     """Another runner moved this rebuild on (or swapped it) while this one folded."""
 
@@ -216,6 +232,7 @@ class ProjectionRunner:
         min_lag: int = 0,
         max_delay: float | None = None,
         head: int | None = None,
+        appended: Sequence[StoredEvent] = (),
     ) -> list[RunReport]:
         """Bring every projection to the head, or as far as the deadline (time.monotonic())
         allows. New and re-versioned projections are (re)built into shadow tables.
@@ -224,7 +241,9 @@ class ProjectionRunner:
         `max_delay` seconds ago is left for a later call: a Lambda invocation then pays for
         catching up once per many small batches, and no projection lags longer than that.
         Given `head` (the position the caller's own append reached), a call that the last
-        one's reading shows cannot have anything due returns without asking the database."""
+        one's reading shows cannot have anything due returns without asking the database.
+        `appended`, the events the caller's last append stored (contiguous, in position
+        order), are folded from memory instead of being read back."""
         if head is not None and self._nothing_due(head, min_lag * self._patience, max_delay):
             return [RunReport(p.name, caught_up=True) for p in self.projections]
         with self.store.engine.connect() as connection:
@@ -253,7 +272,8 @@ class ProjectionRunner:
             else:
                 builds.append(projection)
         if behind:
-            reports.update(self._fold_live(behind, deadline, progress))
+            recent = _Recent(appended, head)
+            reports.update(self._fold_live(behind, deadline, progress, recent))
         for projection in builds:
             if deadline is not None and time.monotonic() >= deadline:
                 break
@@ -283,7 +303,11 @@ class ProjectionRunner:
         return True
 
     def _fold_live(
-        self, projections: Sequence[Projection], deadline: float | None, progress: Progress | None
+        self,
+        projections: Sequence[Projection],
+        deadline: float | None,
+        progress: Progress | None,
+        recent: "_Recent | None" = None,
     ) -> dict[str, RunReport]:
         """Fold live projections chunk by chunk, each chunk read once for all of them, until
         each is caught up, fails, is taken by another runner, or the deadline passes."""
@@ -291,7 +315,7 @@ class ProjectionRunner:
         group = list(projections)
         try:
             while group and (deadline is None or time.monotonic() < deadline):
-                outcome = self._step_live(group)
+                outcome = self._step_live(group, recent)
                 for projection in list(group):
                     applied, done, error = outcome[projection.name]
                     report = reports[projection.name]
@@ -308,7 +332,7 @@ class ProjectionRunner:
         return reports
 
     def _step_live(
-        self, projections: Sequence[Projection]
+        self, projections: Sequence[Projection], recent: "_Recent | None" = None
     ) -> dict[str, tuple[int, str | None, str | None]]:
         """One chunk of the log folded into each live projection and flushed with its
         checkpoint, in one transaction. Per projection: (applied, None / CAUGHT_UP / BUSY,
@@ -326,8 +350,7 @@ class ProjectionRunner:
             if not after:
                 return results
             start = min(position for position, _ in after.values())
-            events = list(self.store.read_in(connection, after=start, limit=self.chunk))
-            at_head = len(events) < self.chunk
+            events, at_head = self._chunk_after(connection, start, recent)
             for projection in projections:
                 if projection.name not in after:
                     continue
@@ -351,6 +374,23 @@ class ProjectionRunner:
                 done = CAUGHT_UP if at_head and error is None else None
                 results[projection.name] = (applied, done, None if error is None else error[1])
         return results
+
+    def _chunk_after(
+        self, connection: Connection, start: int, recent: "_Recent | None"
+    ) -> tuple[list[StoredEvent], bool]:
+        """The next chunk of the log after `start`, and whether it reaches the head: the
+        caller's own appended events from memory where they follow on, the rest read."""
+        if recent is None or not recent.events or start >= recent.last:
+            events = list(self.store.read_in(connection, after=start, limit=self.chunk))
+            return events, len(events) < self.chunk
+        gap = min(recent.first - start - 1, self.chunk)  # other writers' events first
+        events = list(self.store.read_in(connection, after=start, limit=gap)) if gap > 0 else []
+        if len(events) < gap:  # the log cannot lack positions below the caller's append
+            raise StorageError(f"log positions {start + 1}..{recent.first - 1} are missing")
+        room = self.chunk - len(events)
+        if room > 0:
+            events.extend(recent.after(max(start, recent.first - 1), room))
+        return events, events[-1].position >= recent.head
 
     def _fold_isolated(
         self,

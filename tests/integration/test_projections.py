@@ -505,6 +505,41 @@ def test_a_runner_that_finds_the_folding_done_by_another_looks_less_often(db_url
     assert {s.name: s.position for s in follower.status()}["key_counts"] == 25
 
 
+@pytest.mark.parametrize("chunk", [2, 3, 1000])
+def test_a_catch_up_folds_its_callers_own_append_without_reading_it_back(
+    db_url: str, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given live projections at 4, another writer's 3 events, then the caller's own 5
+    store = _store_with(db_url, KeyCounts())
+    store.log.append(_puts(4))
+    store.catch_up()
+    store.log.append(_puts(3, start=4))
+    own = store.log.append(_puts(5, start=7)).stored
+    read: list[int] = []
+    original = SqlEventStore.read_in
+
+    def counting(self: SqlEventStore, connection: Any, **options: Any) -> Iterator[StoredEvent]:
+        for stored in original(self, connection, **options):
+            read.append(stored.position)
+            yield stored
+
+    monkeypatch.setattr(SqlEventStore, "read_in", counting)
+    # When the caller catches up, handing over what it appended
+    runner = ProjectionRunner(store.log, store.projections, chunk=chunk)
+    reports = runner.catch_up(head=own[-1].position, appended=own)
+    # Then every event is folded once, in order, and only the other writer's were read
+    assert all(r.caught_up and not r.error for r in reports)
+    assert KeyCounts.applied_positions == list(range(1, 13))
+    assert read == [5, 6, 7]
+    # And the state is what a rebuild from the log alone makes
+    folded = {name: _rows(store, name) for name in ("key_counts", "object_catalog")}
+    monkeypatch.setattr(SqlEventStore, "read_in", original)
+    KeyCounts.version = 2
+    rebuilt = _store_with(db_url, KeyCounts())
+    rebuilt.runner.rebuild([p.name for p in rebuilt.projections])
+    assert {name: _rows(rebuilt, name) for name in folded} == folded
+
+
 def test_live_projections_at_different_positions_catch_up_together_each_event_once(
     db_url: str,
 ) -> None:
