@@ -101,6 +101,9 @@ class ObjectState:
         were loaded in: by sequencer when every live version has one (S3's own order), else
         by creation time, then sequencer, then log position (a key whose history mixes
         sequenced events with back-filled or S3-compatible ones)."""
+        if len(self.versions) == 1:  # most keys: no comparison to make
+            (only,) = self.versions.values()
+            return only if only.exists and only.created is not None else None
         live = [v for v in self.versions.values() if v.exists and v.created is not None]
         if not live:
             return None

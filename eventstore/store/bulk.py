@@ -10,7 +10,7 @@ in-process, where executemany is already the fast way once SQLAlchemy's per-row 
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -106,6 +106,7 @@ def _sqlite_converter(column: sa.Column[Any], dialect: Dialect) -> Any:
     return column.type.dialect_impl(dialect).bind_processor(dialect)
 
 
+@lru_cache(maxsize=4096)  # a fold writes each event's time to several rows and tables
 def sqlite_time(value: datetime | None) -> str | None:
     """An aware time as SQLAlchemy's SQLite DateTime stores it: naive UTC, microseconds."""
     if value is None:
