@@ -244,25 +244,37 @@ def _postgres_select(table_name: str, columns: tuple[str, ...]) -> str:
 
 
 def _load_states(context: ProjectionContext, keys: Iterable[Key]) -> dict[Key, ObjectState]:
-    """The stored states of `keys` (those the tables hold), read through the driver."""
+    """The stored states of `keys` (those the tables hold), read through the driver.
+
+    The catalog first: a key has version rows only if it has a catalog row (its first
+    state-changing event wrote both), so keys seen for the first time, the usual case while
+    ingesting, cost one query instead of two."""
     connection = context.connection
     catalog, versions = context.table("object_catalog"), context.table("object_versions")
     version_rows: list[Any] = []
     catalog_rows: list[Any] = []
     postgres = connection.dialect.name == "postgresql"
     for bucket, names in _chunks(keys, limit=None if postgres else _CHUNK):
-        for table, rows in ((versions, version_rows), (catalog, catalog_rows)):
-            columns = tuple(table.c.keys())
-            if postgres:
-                result = connection.exec_driver_sql(
-                    _postgres_select(table.name, columns), (names, bucket)
-                )
-            else:
-                result = connection.exec_driver_sql(
-                    _sqlite_select(table.name, columns, len(names)), (bucket, *names)
-                )
-            rows.extend(_Row(result.keys(), row) for row in result)
+        found = _select_keys(connection, catalog, bucket, names, postgres)
+        catalog_rows.extend(found)
+        if found:
+            stored = [row.key for row in found]
+            version_rows.extend(_select_keys(connection, versions, bucket, stored, postgres))
     return states_of_rows(version_rows, catalog_rows)
+
+
+def _select_keys(
+    connection: Connection, table: sa.Table, bucket: str, names: list[str], postgres: bool
+) -> list[Any]:
+    """The rows of `table` for one bucket's keys `names`."""
+    columns = tuple(table.c.keys())
+    if postgres:
+        result = connection.exec_driver_sql(_postgres_select(table.name, columns), (names, bucket))
+    else:
+        result = connection.exec_driver_sql(
+            _sqlite_select(table.name, columns, len(names)), (bucket, *names)
+        )
+    return [_Row(result.keys(), row) for row in result]
 
 
 class _Row:
