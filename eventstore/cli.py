@@ -769,7 +769,7 @@ def cmd_reactors_run(args: argparse.Namespace) -> int:
 
 def cmd_reactors_check_template(args: argparse.Namespace) -> int:
     """Exit 1, naming each difference, when the template and the reactors disagree."""
-    from eventstore.aws.reactors import reactor_drift
+    from eventstore.local.reactors import reactor_drift
 
     differences = reactor_drift(args.template)
     for difference in differences:

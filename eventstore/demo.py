@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import boto3
 
-from eventstore.aws.embedded import embedded_aws
-from eventstore.aws.fanout import MOTO_SKIPPED_TYPES, create_fanout
-from eventstore.aws.poller import SqsPoller, drain
 from eventstore.core.parsing import parse_sqs_body
 from eventstore.errors import ConfigurationError, MalformedMessageError
+from eventstore.local.embedded import embedded_aws
+from eventstore.local.fanout import MOTO_SKIPPED_TYPES, create_fanout
+from eventstore.local.poller import SqsPoller, drain
 from eventstore.output import (
     CATALOG_FIELDS,
     CATALOG_TABLE_FIELDS,
@@ -40,8 +40,8 @@ from eventstore.wiring import open_event_store
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
 
-    from eventstore.aws.fanout import Fanout, QueueInfo
-    from eventstore.aws.poller import Handler
+    from eventstore.local.fanout import Fanout, QueueInfo
+    from eventstore.local.poller import Handler
     from eventstore.wiring import EventStore
 
 STACK_NAME = "eventstore-demo"

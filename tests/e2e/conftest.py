@@ -13,8 +13,8 @@ import boto3
 import pytest
 import requests
 
-from eventstore.aws.embedded import embedded_aws
-from eventstore.aws.fanout import MOTO_SKIPPED_TYPES, Fanout, create_fanout
+from eventstore.local.embedded import embedded_aws
+from eventstore.local.fanout import MOTO_SKIPPED_TYPES, Fanout, create_fanout
 from eventstore.store.sql import SqlEventStore, open_store
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log in test output

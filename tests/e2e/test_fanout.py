@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from eventstore.aws.poller import Handler, SqsPoller, drain
 from eventstore.cli import main
 from eventstore.core.parsing import parse_sqs_body
 from eventstore.errors import MalformedMessageError
+from eventstore.local.poller import Handler, SqsPoller, drain
 from eventstore.replay import parse_archive_key
 from eventstore.store.sql import open_store
 from tests.e2e.conftest import MAX_RECEIVE_COUNT, Stack

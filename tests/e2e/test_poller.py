@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from eventstore.aws.poller import EventSource, SqsPoller, drain
+from eventstore.local.poller import EventSource, SqsPoller, drain
 
 pytestmark = pytest.mark.e2e
 

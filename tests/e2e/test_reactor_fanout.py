@@ -11,10 +11,10 @@ from typing import Any, ClassVar
 import pytest
 
 from consumers.reactor import handler_for
-from eventstore.aws.embedded import embedded_aws
-from eventstore.aws.poller import EventSource, Handler, SqsPoller, drain
 from eventstore.core.events import NewEvent
 from eventstore.core.parsing import parse_sqs_body
+from eventstore.local.embedded import embedded_aws
+from eventstore.local.poller import EventSource, Handler, SqsPoller, drain
 from eventstore.reactors import EventFilter, Reactor, ReactorError, ReactorIO, reactor, unregister
 from eventstore.reactors.outcomes import OutcomeKind, RecordedOutcome, read_outcome
 from eventstore.store.base import EventQuery

@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 import consumers.reactor
-from eventstore.aws.poller import load_handler
-from eventstore.aws.reactors import REACTOR_HANDLER, REACTOR_VARIABLE, reactor_drift, reactor_name
-from eventstore.aws.template import DEFAULT_TEMPLATE, load_template
 from eventstore.core.events import NewEvent
+from eventstore.local.poller import load_handler
+from eventstore.local.reactors import REACTOR_HANDLER, REACTOR_VARIABLE, reactor_drift, reactor_name
+from eventstore.local.template import DEFAULT_TEMPLATE, load_template
 from eventstore.reactors import Reactor, ReactorIO, load_reactors
 from tests.e2e.conftest import Stack
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from cfnlint.api import ManualArgs, lint_file
 
-from eventstore.aws.template import DEFAULT_TEMPLATE, load_template
+from eventstore.local.template import DEFAULT_TEMPLATE, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 RESOURCES: dict[str, Any] = load_template(DEFAULT_TEMPLATE)["Resources"]

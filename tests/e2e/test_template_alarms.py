@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from eventstore.aws.template import DEFAULT_TEMPLATE, load_template
+from eventstore.local.template import DEFAULT_TEMPLATE, load_template
 
 TEMPLATE: dict[str, Any] = load_template(DEFAULT_TEMPLATE)
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from eventstore.aws.fanout import MOTO_SKIPPED_TYPES, create_fanout
-from eventstore.aws.template import DEFAULT_TEMPLATE, Resolver, load_template
+from eventstore.local.fanout import MOTO_SKIPPED_TYPES, create_fanout
+from eventstore.local.template import DEFAULT_TEMPLATE, Resolver, load_template
 from tests.e2e.conftest import REGION, Stack
 
 TEMPLATE = load_template(DEFAULT_TEMPLATE)

@@ -7,9 +7,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from eventstore.aws.template import DEFAULT_TEMPLATE, Resolver, load_template
 from eventstore.export import S3Prefix, export_log, open_target
 from eventstore.export.parquet import SCHEMA
+from eventstore.local.template import DEFAULT_TEMPLATE, Resolver, load_template
 from tests.e2e.conftest import REGION, Stack
 from tests.helpers import make_event
 

@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from eventstore import cli
-from eventstore.aws.embedded import embedded_aws
+from eventstore.local.embedded import embedded_aws
 from eventstore.store.sql import SqlEventStore, open_store
 from tests.helpers import caught_up_objects
 from tests.integration.replay_support import (

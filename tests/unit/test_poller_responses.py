@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from eventstore.aws.poller import EventSource, LambdaContext, failed_message_ids, lambda_record
+from eventstore.local.poller import EventSource, LambdaContext, failed_message_ids, lambda_record
 
 IDS = ["m1", "m2", "m3"]
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from eventstore.aws.template import NO_VALUE, Resolver, TemplateError, load_template
+from eventstore.local.template import NO_VALUE, Resolver, TemplateError, load_template
 
 TEMPLATE = """
 Parameters:

@@ -3,7 +3,7 @@ the demo and the end-to-end tests): buckets, topic, queues with their dead-lette
 subscriptions with filter policies and raw delivery, policies and bucket notifications.
 
 Lambda functions, roles, log groups and event source mappings are not created: their settings
-become `ConsumerSpec`s for the local poller (eventstore.aws.poller), since moto's Lambda
+become `ConsumerSpec`s for the local poller (eventstore.local.poller), since moto's Lambda
 needs Docker, and `ConsumerSpec.load_handler` gives the handler each function would run.
 Everything comes from the template itself, not from a second list here.
 """
@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from eventstore.aws.poller import EventSource, Handler, load_handler
-from eventstore.aws.reactors import REACTOR_VARIABLE
-from eventstore.aws.template import (
+from eventstore.local.poller import EventSource, Handler, load_handler
+from eventstore.local.reactors import REACTOR_VARIABLE
+from eventstore.local.template import (
     NO_VALUE,
     Resolver,
     TemplateError,

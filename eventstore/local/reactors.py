@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from eventstore.aws.template import load_template
+from eventstore.local.template import load_template
 from eventstore.reactors.base import Reactor
 from eventstore.reactors.registry import load_reactors
 

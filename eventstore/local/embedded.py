@@ -59,7 +59,7 @@ def _keys_encoded_like_s3() -> Iterator[None]:
                 raise ConfigurationError(
                     "moto.s3.notifications no longer encodes keys with urllib's quote_plus: "
                     "check how this moto version keys its S3 notifications "
-                    "(eventstore/aws/embedded.py)"
+                    "(eventstore/local/embedded.py)"
                 )
             notifications.quote_plus = _quote_like_s3  # type: ignore[attr-defined]
         _Patched.servers += 1
