@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from eventstore.core.events import NewEvent, Source, StoredEvent
+from eventstore.core.events import EVENT_COLUMNS, NewEvent, Source, StoredEvent
 from eventstore.core.hashing import (
     GENESIS_HASH,
     PendingRow,
@@ -16,7 +16,9 @@ from eventstore.core.hashing import (
     chain_hash,
     verify_chain,
 )
+from eventstore.store.schema import events
 from tests.helpers import events_of, make_event
+from tests.notification_factory import new_events, s3_record
 
 RECORDED = datetime(2026, 3, 1, 12, 0, 1, 250000, tzinfo=UTC)
 
@@ -236,3 +238,25 @@ def test_an_event_time_before_year_1000_hashes_the_same_when_written_and_verifie
         f'"{year:04d}-01-01T00:00:00.005Z"'
         in canonical_row(1, event, stored.record_json, RECORDED).decode()
     )
+
+
+def test_the_event_row_has_one_definition_shared_by_table_row_and_chain() -> None:
+    # Given one stored event whose every column holds a distinct value
+    record = s3_record("bucket-1", "k/é 1.txt", sequencer="00AB", version_id="v-1", size=77)
+    event = dataclasses.replace(new_events([record])[0], correlation_id="corr-1")
+    recorded = datetime(2026, 3, 1, 12, 0, 0, 654321, tzinfo=UTC)
+    stored = StoredEvent(41, event, '{"r":1}', recorded, "f" * 64)
+    # Then the table's columns are EVENT_COLUMNS, in that order
+    assert [column.name for column in events.columns] == list(EVENT_COLUMNS)
+    # And the stored row reads back into the same event, field for field
+    values = stored.values()
+    assert len(values) == len(EVENT_COLUMNS)
+    assert StoredEvent.of_values(values).values() == values
+    # And the canonical row the chain hashes holds every column but the hash itself, in order
+    canonical = json.loads(canonical_row(41, event, '{"r":1}', recorded))
+    named = dict(zip(EVENT_COLUMNS, values, strict=True))
+    assert canonical[0] == named["position"]
+    assert canonical[1:4] == [named["event_id"], named["stream"], named["event_name"]]
+    assert canonical[-2:] == ["2026-03-01T12:00:00.654Z", 654321]
+    assert canonical[-3] == named["record"]
+    assert "f" * 64 not in canonical
