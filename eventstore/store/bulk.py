@@ -59,16 +59,25 @@ def write_rows(
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(unnest_insert(table, upsert=upsert), tuple(column_arrays(rows)))
         return
-    sql, converters = _sqlite_insert(table, upsert, connection.dialect)
-    if converters:
-        converted = []
-        for row in rows:
-            values = list(row)
-            for index, convert in converters:
-                values[index] = convert(values[index])
-            converted.append(tuple(values))
-        rows = converted
-    connection.exec_driver_sql(sql, rows)
+    sql, converted = sqlite_rows(table, rows, connection.dialect, upsert=upsert)
+    connection.exec_driver_sql(sql, converted)
+
+
+def sqlite_rows(
+    table: sa.Table, rows: Sequence[Sequence[Any]], dialect: Dialect, *, upsert: bool = False
+) -> tuple[str, Sequence[Sequence[Any]]]:
+    """SQLite: the INSERT (or upsert) of `table` with `?` placeholders, and `rows` with their
+    values as sqlite3 takes them (times as SQLAlchemy's SQLite DateTime stores them)."""
+    sql, converters = _sqlite_insert(table, upsert, dialect)
+    if not converters:
+        return sql, rows
+    converted = []
+    for row in rows:
+        values = list(row)
+        for index, convert in converters:
+            values[index] = convert(values[index])
+        converted.append(tuple(values))
+    return sql, converted
 
 
 def insert_rows(connection: Connection, table: sa.Table, rows: Sequence[Sequence[Any]]) -> None:

@@ -35,9 +35,9 @@ tests/integration/test_concurrency.py is the proof under load.
 """
 
 import logging
+import sqlite3
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,12 +47,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from eventstore.core.events import EVENT_COLUMNS, NewEvent, StoredEvent
 from eventstore.core.hashing import (
-    GENESIS_HASH,
     Anchor,
     PendingRow,
     UnreadableRow,
     VerifyResult,
-    seal_all,
     verify_chain,
 )
 from eventstore.core.objectstate import CatalogEntry, ObjectState
@@ -60,7 +58,6 @@ from eventstore.core.ordering import sort_events_of_one_key
 from eventstore.errors import StorageError
 from eventstore.store import base
 from eventstore.store.base import AppendResult, EventQuery, prefix_upper_bound
-from eventstore.store.bulk import insert_rows
 from eventstore.store.database import (
     APPEND_LOCK_ID,
     WRITE,
@@ -69,6 +66,8 @@ from eventstore.store.database import (
     resolve_url,
 )
 from eventstore.store.schema import UTCDateTime, events
+from eventstore.store.sqlite_append import Known, append_sqlite
+from eventstore.store.sqlite_append import known_ids as sqlite_known_ids
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +76,6 @@ _ID_CHUNK = 500
 _RETRIES = 3  # an id stored by another writer between our check and our insert
 
 _SELECT_COLUMNS = sa.select(*(events.c[name] for name in EVENT_COLUMNS))
-
-Known = dict[str, tuple[int | None, str | None]]  # event id -> the stored (size, etag)
 
 
 class SqlEventStore:
@@ -114,7 +111,7 @@ class SqlEventStore:
                         self.engine, unique, ids_under_lock=attempt > 0
                     )
                 else:
-                    stored, known = self._append_generic(unique)
+                    stored, known = append_sqlite(self.engine, unique)
                 break
             except IntegrityError as error:
                 # Only the PostgreSQL path checks ids before the lock; a writer that stored one
@@ -127,16 +124,6 @@ class SqlEventStore:
                 raise StorageError(f"append failed, nothing was stored: {error.orig}") from error
         conflicts = _conflicts(unique, known)
         return AppendResult(tuple(stored), in_batch_duplicates + len(known), conflicts)
-
-    def _append_generic(self, unique: dict[str, PendingRow]) -> tuple[list[StoredEvent], Known]:
-        """The append through SQLAlchemy (SQLite: in-process, no round trips to save)."""
-        with self.write() as connection:
-            head, head_hash = _sqlite_head(connection)
-            known = _sqlite_known(connection, list(unique))
-            fresh = [row for event_id, row in unique.items() if event_id not in known]
-            stored = seal_all(fresh, head, head_hash, datetime.now(UTC)) if fresh else []
-            insert_rows(connection, events, [s.values() for s in stored])
-        return stored, known
 
     @staticmethod
     def lock_appends(connection: Connection) -> None:
@@ -181,7 +168,8 @@ class SqlEventStore:
                     "SELECT event_id FROM events WHERE event_id = ANY(%s)", (wanted,)
                 )
                 return {row[0] for row in rows}
-            return set(_sqlite_known(connection, wanted))
+            driver: sqlite3.Connection = connection.connection.driver_connection  # type: ignore[assignment]
+            return set(sqlite_known_ids(driver, wanted))
 
     def head_position(self) -> int:
         with self.engine.connect() as connection:
@@ -343,31 +331,6 @@ def open_store(url: str | None = None, *, auto_upgrade_sqlite: bool = True) -> S
     engine = create_engine(resolve_url(url))
     ensure_schema(engine, auto_upgrade_sqlite=auto_upgrade_sqlite)
     return SqlEventStore(engine)
-
-
-_SQLITE_HEAD = "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
-
-
-def _sqlite_head(connection: Connection) -> tuple[int, str]:
-    """The head through the driver: on the append path SQLAlchemy's per-statement work cost
-    more than SQLite's own (it is in-process: no round trip to save)."""
-    row = connection.exec_driver_sql(_SQLITE_HEAD).first()
-    return (row[0], row[1]) if row is not None else (0, GENESIS_HASH)
-
-
-def _sqlite_known(connection: Connection, event_ids: list[str]) -> Known:
-    known: Known = {}
-    for start in range(0, len(event_ids), _ID_CHUNK):
-        chunk = event_ids[start : start + _ID_CHUNK]
-        rows = connection.exec_driver_sql(_sqlite_known_sql(len(chunk)), tuple(chunk))
-        known.update((row[0], (row[1], row[2])) for row in rows)
-    return known
-
-
-@cache
-def _sqlite_known_sql(count: int) -> str:
-    marks = ", ".join("?" * count)
-    return f"SELECT event_id, size, etag FROM events WHERE event_id IN ({marks})"
 
 
 def _entry_of(state: ObjectState | None, include_deleted: bool) -> Iterator[CatalogEntry]:
