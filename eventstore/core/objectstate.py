@@ -120,12 +120,17 @@ class ObjectState:
             key=lambda v: (_created(v).event_time, padded(_created(v)), _created(v).position),
         )
 
+    def shown(self) -> tuple[VersionState | None, bool]:
+        """The version the catalog shows (the current one, if any) and whether the key shows
+        as deleted: no live version, or a delete marker on top."""
+        current = self.current_version()
+        return current, current is None or current.delete_marker
+
     def entry(self) -> CatalogEntry | None:
         """The catalog row for this key; None until a state-changing event was seen."""
         if self.last_order is None or self.last_event_name is None:
             return None
-        current = self.current_version()
-        deleted = current is None or current.delete_marker
+        current, deleted = self.shown()
         return CatalogEntry(
             bucket=self.bucket,
             key=self.key,

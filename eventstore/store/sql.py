@@ -351,7 +351,7 @@ def _read_page_sql(dialect: Dialect) -> tuple[str, Any]:
 
 
 def _sqlite_time(value: str) -> datetime:
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return datetime.fromisoformat(value + "+00:00")  # a third of parsing, then replace()
 
 
 def _aware_utc(value: datetime) -> datetime:

@@ -1,5 +1,6 @@
 """Projections: registration, back-fill, catch-up, rebuild into shadow tables, failures."""
 
+import gc
 import shutil
 import subprocess
 import sys
@@ -675,3 +676,65 @@ def test_a_fold_failing_during_a_rebuild_is_recorded_on_a_one_connection_engine(
     assert "cannot fold data/poison.csv" in (reports["poisoned_bytes"].error or "")
     status = {s.name: s for s in store.runner.status()}
     assert status["poisoned_bytes"].error_position == 4
+
+
+class _CollectorWatch(_BytesFold):
+    """Notes whether Python's cyclic garbage collector was on while it folded and flushed."""
+
+    seen: ClassVar[list[bool]] = []
+
+    def apply(self, context: ProjectionContext, events: Sequence[StoredEvent]) -> None:
+        type(self).seen.append(gc.isenabled())
+        super().apply(context, events)
+
+    def flush(self, context: ProjectionContext) -> None:
+        type(self).seen.append(gc.isenabled())
+        self.totals = {}  # what it writes is not the point here
+
+
+class CollectorWatch(BytesByBucket):
+    name = "collector_watch"
+    tables = (
+        sa.Table(
+            "collector_watch",
+            sa.MetaData(),
+            sa.Column("bucket", sa.Text(), primary_key=True),
+            sa.Column("bytes", sa.BigInteger(), nullable=False),
+        ),
+    )
+
+    def start(self) -> Fold:
+        return _CollectorWatch()
+
+
+def test_folds_run_with_the_garbage_collector_held_off_and_get_it_back_after(
+    db_url: str,
+) -> None:
+    """Catch-ups and rebuilds hold the cyclic collector off while they fold (it walked every
+    object a fold held, again and again), and turn it back on when they are done, when a
+    fold raises too; a caller that had turned it off keeps it off."""
+    _CollectorWatch.seen = []
+    store = _store_with(db_url, CollectorWatch())
+    store.log.append(_puts(10))
+    assert gc.isenabled()
+    (backfill,) = [r for r in store.catch_up() if r.name == "collector_watch"]  # a rebuild
+    store.log.append(_puts(5, start=10))
+    (live,) = [r for r in store.catch_up() if r.name == "collector_watch"]
+    assert (backfill.applied, backfill.error, live.applied, live.error) == (10, None, 5, None)
+    assert len(_CollectorWatch.seen) >= 4 and not any(_CollectorWatch.seen)
+    assert gc.isenabled()
+
+    poisoned = _store_with(db_url, PoisonedBytes())
+    poisoned.log.append(
+        new_events([s3_record(BUCKET, "data/poison.csv", sequencer="00A0", when=_at(60), size=1)])
+    )
+    assert any(r.error for r in poisoned.catch_up())
+    assert gc.isenabled()
+
+    gc.disable()
+    try:
+        store.log.append(_puts(2, start=15))
+        store.catch_up()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
