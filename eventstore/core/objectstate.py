@@ -66,19 +66,36 @@ class ObjectState:
     last_order: OrderKey | None = None
 
     def apply(self, event: NewEvent, position: int) -> set[str]:
-        """Fold one event in; return the version slots it changed (empty when ignored)."""
-        effect = event.effect
+        """Fold one event in; return the version slots it changed (empty when ignored), and
+        "" when the key's own summary (its latest event) changed."""
+        slot, summary = self.fold(event, event.effect, position)
+        changed = set() if slot is None else {slot}
+        if summary:
+            changed.add("")
+        return changed
+
+    def fold(self, event: NewEvent, effect: Effect, position: int) -> tuple[str | None, bool]:
+        """`apply` for a caller that knows the event's effect and needs no set: the version
+        slot it changed (None if none), and whether the key's summary changed."""
         if effect is Effect.NONE:
-            return set()
+            return None, False
         order = OrderKey(event.sequencer, event.event_time, position)
         slot = event.version_id or NULL_VERSION
-        changed: set[str] = set()
         version = self.versions.get(slot)
-        if version is None or order.is_after(version.last):
+        changed: str | None = None
+        if version is None:
+            if effect is Effect.REMOVE:  # known only as gone
+                version = VersionState(event.version_id, False, False, None, None, order, None)
+            elif effect is Effect.DELETE_MARKER:
+                version = VersionState(event.version_id, True, True, None, None, order, order)
+            else:
+                version = VersionState(
+                    event.version_id, True, False, event.size, event.etag, order, order
+                )
+            self.versions[slot] = version
+            changed = slot
+        elif order.is_after(version.last):
             exists = effect is not Effect.REMOVE
-            if version is None:
-                version = VersionState(event.version_id, exists, False, None, None, order, None)
-                self.versions[slot] = version
             version.exists = exists
             version.last = order
             if exists:
@@ -86,13 +103,14 @@ class ObjectState:
                 version.size = None if version.delete_marker else event.size
                 version.etag = None if version.delete_marker else event.etag
                 version.created = order
-            changed.add(slot)
-        if order.is_after(self.last_order):
+            changed = slot
+        last = self.last_order
+        if last is None or order.compare(last) > 0:
             self.last_order = order
             self.last_event_name = event.event_name
             self.last_event_version = event.version_id
-            changed.add("")  # the key-level summary changed
-        return changed
+            return changed, True
+        return changed, False
 
     def current_version(self) -> VersionState | None:
         """The live version created last.

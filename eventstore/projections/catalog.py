@@ -107,16 +107,20 @@ class CatalogFold(Fold):
         return len(self.states)
 
     def apply(self, context: ProjectionContext, events: Sequence[StoredEvent]) -> None:
-        relevant = [s for s in events if effect_of(s.event.event_name) is not Effect.NONE]
+        relevant = [
+            (stored, effect)
+            for stored in events
+            if (effect := effect_of(stored.event.event_name)) is not Effect.NONE
+        ]
         if not relevant:
             return
         states = self.states
         if not context.fresh:
-            missing = {(s.event.bucket, s.event.key) for s in relevant} - states.keys()
+            missing = {(s.event.bucket, s.event.key) for s, _ in relevant} - states.keys()
             if missing:
                 states.update(_load_states(context, missing))
         changed, stored_contribution = self.changed, self.stored_contribution
-        for stored in relevant:
+        for stored, effect in relevant:
             event = stored.event
             key = (event.bucket, event.key)
             state = states.get(key)
@@ -125,9 +129,11 @@ class CatalogFold(Fold):
                 stored_contribution.setdefault(key, (0, 0))
             elif key not in stored_contribution:
                 stored_contribution[key] = _contribution(state)
-            slots = state.apply(event, stored.position)
-            if slots:
-                changed[key] |= slots
+            slot, summary = state.fold(event, effect, stored.position)
+            if slot is not None:
+                changed[key].add(slot)
+            elif summary:  # only the key's catalog row changed
+                changed.setdefault(key, set())
 
     def flush(self, context: ProjectionContext) -> None:
         connection = context.connection

@@ -27,6 +27,13 @@ APPEND_LOCK_ID = 0x5E7E_0001  # the advisory lock that serialises appends on Pos
 # A pooled PostgreSQL connection idle this long (seconds) is pinged before use.
 IDLE_PING_DEFAULT = "10"
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+# SQLite copies the write-ahead log back into the database every this many pages (its default
+# is 1,000, 4 MB). A page that every commit changes (an index's last leaf, the head of the
+# log) is copied back once per checkpoint, not once per commit: at 10,000 pages an append
+# wrote 4.9 KB per event instead of 6.9 (batch 1000) and 20.2 instead of 24.9 (batch 10),
+# and took 8-10 % less time. Each commit still waits for its fsync (synchronous=FULL).
+WAL_CHECKPOINT_PAGES = 10_000
+WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the log file is cut back to after a checkpoint
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -76,6 +83,8 @@ def _sqlite_engine(url: URL) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
