@@ -119,7 +119,9 @@ def react_to_batch(
     metrics.add("ReactorFailed", COUNT, len(reactions) - ok)
     metrics.add("ReactorProduced", COUNT, produced)
     head = recorded.stored[-1].position if recorded.stored else None
-    catch_up_measured(runtime.event_store(), context, head, metrics, logger)
+    catch_up_measured(
+        runtime.event_store(), context, head, metrics, logger, appended=recorded.stored
+    )
     return {"batchItemFailures": [{"itemIdentifier": m} for m in dict.fromkeys(failures)]}
 
 

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from consumers import ingest, runtime
 from eventstore.projections.catalog import catalog_entries
 from eventstore.projections.registry import builtin_projections
 from eventstore.projections.runner import ProjectionStatus
+from eventstore.store.sql import SqlEventStore
 from tests.notification_factory import T0, s3_record, sns_wrapped
 
 
@@ -152,3 +154,22 @@ def test_with_no_lag_threshold_every_invocation_catches_up(
         status = statuses()
         assert {(s.state, s.position) for s in status.values()} == {("live", start + 1)}
         assert catalog_keys() == [f"in/{i}.json" for i in range(start + 1)]
+
+
+def test_the_catch_up_after_a_batch_folds_what_it_appended_without_reading_it_back(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVENTSTORE_CATCH_UP_MIN_LAG", "0")  # catch up after every batch
+    ingest.handler(_sqs_event(2), LambdaContext(remaining_ms=60_000))  # builds everything
+    reads: list[int] = []
+    read_in = SqlEventStore.read_in
+
+    def spy(self: SqlEventStore, connection: Any, *, after: int, limit: int | None) -> Any:
+        reads.append(after)
+        return read_in(self, connection, after=after, limit=limit)
+
+    monkeypatch.setattr(SqlEventStore, "read_in", spy)
+    ingest.handler(_sqs_event_from(2, 3), LambdaContext(remaining_ms=60_000))
+    assert all(after >= 5 for after in reads), reads  # nothing below the head read back
+    assert {s.position for s in statuses().values()} == {5}
+    assert catalog_keys() == [f"in/{i}.json" for i in range(5)]

@@ -3,6 +3,7 @@ redelivered event is recorded once, and the S3 events it received are in the log
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,3 +57,29 @@ def test_without_a_reactor_name_the_invocation_fails(
     monkeypatch.delenv(reactor.REACTOR_VARIABLE, raising=False)
     with pytest.raises(Exception, match="EVENTSTORE_REACTOR is not set"):
         reactor.handler(sqs_event(sqs_message(_put_body())), LambdaContext())
+
+
+def test_the_catch_up_after_a_batch_folds_what_it_appended_without_reading_it_back(
+    log: SqlEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reactor consumer hands its own append (the S3 events and their outcomes) to the
+    catch-up, which folds them from memory: the log is read only below them."""
+    monkeypatch.setenv(reactor.REACTOR_VARIABLE, "put-consumer")
+    monkeypatch.setenv("EVENTSTORE_CATCH_UP_MIN_LAG", "0")  # catch up after every batch
+    reactor.handler(sqs_event(sqs_message(_put_body(), message_id="first")), LambdaContext())
+    head = log.head_position()
+    reads: list[tuple[int, int | None]] = []
+    read_in = SqlEventStore.read_in
+
+    def spy(self: SqlEventStore, connection: Any, *, after: int, limit: int | None) -> Any:
+        reads.append((after, limit))
+        return read_in(self, connection, after=after, limit=limit)
+
+    monkeypatch.setattr(SqlEventStore, "read_in", spy)
+    body = _put_body().replace("0065E1F7A93B2C4D12", "0065E1F7A93B2C4D99")
+    reactor.handler(sqs_event(sqs_message(body, message_id="second")), LambdaContext())
+
+    assert log.head_position() == head + 2  # the S3 event and its outcome
+    assert all(after >= log.head_position() for after, _ in reads), reads
+    status = {s.name: s for s in runtime.event_store().runner.status()}
+    assert all(s.position == log.head_position() for s in status.values()), status
