@@ -10,7 +10,7 @@ do not change existence (tagging, ACL, restore, replication, tiering) are ignore
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from eventstore.core.events import Effect, NewEvent
+from eventstore.core.events import Effect, NewEvent, effect_of
 from eventstore.core.ordering import OrderKey
 
 NULL_VERSION = "null"  # S3's own name for the version of an object in an unversioned bucket
@@ -18,7 +18,9 @@ NULL_VERSION = "null"  # S3's own name for the version of an object in an unvers
 
 @dataclass(slots=True)
 class VersionState:
-    """One version of a key: whether it exists, and what it is."""
+    """One version of a key: whether it exists, and what it is. A removed version keeps
+    only its last event (what it was no longer matters), so a key with one version is
+    determined by its latest event and what the catalog shows: see ObjectState.of_one_version."""
 
     version_id: str | None
     exists: bool
@@ -65,6 +67,32 @@ class ObjectState:
     last_event_version: str | None = None
     last_order: OrderKey | None = None
 
+    @classmethod
+    def of_one_version(
+        cls,
+        bucket: str,
+        key: str,
+        *,
+        last_event_name: str,
+        last_event_version: str | None,
+        last_order: OrderKey,
+        size: int | None,
+        etag: str | None,
+    ) -> "ObjectState":
+        """The state of a key that has one version, from its latest state-changing event and
+        the size and etag the catalog shows: its version's last event is the key's, and the
+        version was created by it unless that event removed it."""
+        effect = effect_of(last_event_name)
+        if effect is Effect.NONE:
+            raise ValueError(f"{last_event_name} does not change a version")
+        exists, marker = effect is not Effect.REMOVE, effect is Effect.DELETE_MARKER
+        version = VersionState(
+            last_event_version, exists, marker, size, etag, last_order,
+            last_order if exists else None,
+        )  # fmt: skip
+        return cls(bucket, key, {version.slot: version}, last_event_name, last_event_version,
+                   last_order)  # fmt: skip
+
     def apply(self, event: NewEvent, position: int) -> set[str]:
         """Fold one event in; return the version slots it changed (empty when ignored), and
         "" when the key's own summary (its latest event) changed."""
@@ -95,14 +123,16 @@ class ObjectState:
             self.versions[slot] = version
             changed = slot
         elif order.is_after(version.last):
-            exists = effect is not Effect.REMOVE
-            version.exists = exists
+            version.version_id = event.version_id  # S3 may spell one slot None or "null"
             version.last = order
-            if exists:
-                version.delete_marker = effect is Effect.DELETE_MARKER
-                version.size = None if version.delete_marker else event.size
-                version.etag = None if version.delete_marker else event.etag
-                version.created = order
+            if effect is Effect.REMOVE:  # gone: nothing of what it was matters any more
+                version.exists = version.delete_marker = False
+                version.size = version.etag = version.created = None
+            else:
+                marker = effect is Effect.DELETE_MARKER
+                version.exists, version.delete_marker, version.created = True, marker, order
+                version.size = None if marker else event.size
+                version.etag = None if marker else event.etag
             changed = slot
         last = self.last_order
         if last is None or order.compare(last) > 0:

@@ -181,9 +181,12 @@ def test_a_database_of_the_previous_release_upgrades_and_rebuilds_its_catalog(
         assert all(r.error is None for r in reports)
         assert log.verify().ok and log.verify().head_hash == head_before
         status = event_store.status("object_catalog")
-        assert (status.state, status.live_version, status.position) == ("live", 202, 12)
+        assert (status.state, status.live_version, status.position) == ("live", 302, 12)
         with engine.connect() as connection:
             stats = connection.execute(sa.text("SELECT prefix, objects FROM prefix_stats")).all()
+            # one version per key: all of it in the catalog row, none in object_versions
+            version_rows = connection.execute(sa.text("SELECT count(*) FROM object_versions"))
+            assert version_rows.scalar() == 0
             names = connection.execute(sa.text("SELECT name FROM projection_checkpoints")).all()
         assert [tuple(r) for r in stats] == [("logs/2026/", 12)]
         assert "prefix_stats" not in {n for (n,) in names}

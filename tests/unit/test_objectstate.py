@@ -3,6 +3,8 @@
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from eventstore.core.events import Effect, NewEvent, effect_of
 from eventstore.core.objectstate import CatalogEntry, ObjectState
@@ -253,3 +255,56 @@ def test_a_stale_event_reports_no_change() -> None:
     state = ObjectState("bucket", "key.txt")
     state.apply(put("0020"), 1)
     assert state.apply(put("0010"), 2) == set()
+
+
+_ONE_SLOT_EVENTS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["ObjectCreated:Put", "ObjectRemoved:Delete", "ObjectRemoved:DeleteMarkerCreated",
+             "ObjectTagging:Put"]
+        ),
+        st.none() | st.integers(1, 40).map(lambda n: f"{n:04X}"),  # sequencer, or none
+        st.integers(0, 20),  # seconds
+        st.sampled_from([None, "null"]),  # how S3 spells the version of an unversioned key
+        st.integers(1, 1000),  # size
+    ),
+    min_size=1,
+    max_size=12,
+)  # fmt: skip
+
+
+@given(history=_ONE_SLOT_EVENTS)
+def test_a_key_with_one_version_is_all_in_its_catalog_row(
+    history: list[tuple[str, str | None, int, str | None, int]],
+) -> None:
+    """What the catalog stores of a one-version key (no version row) gives back the state
+    the fold holds, whatever order its events came in: a removed version keeps nothing."""
+    state = ObjectState("bucket", "key.txt")
+    for position, (name, sequencer, seconds, version, size) in enumerate(history, start=1):
+        event = make_event(
+            name, version_id=version, sequencer=sequencer, seconds=seconds,
+            size=size if name.startswith("ObjectCreated:") else None,
+        )  # fmt: skip
+        state.apply(event, position)
+    entry = state.entry()
+    if entry is None:  # nothing but tagging: no catalog row, no state to keep
+        assert not state.versions
+        return
+    assert state.last_order is not None and state.last_event_name is not None
+    rebuilt = ObjectState.of_one_version(
+        "bucket", "key.txt", last_event_name=entry.last_event_name,
+        last_event_version=state.last_event_version, last_order=state.last_order,
+        size=entry.size, etag=entry.etag,
+    )  # fmt: skip
+    assert rebuilt == state
+
+
+def test_a_removed_version_keeps_nothing_of_what_it_was() -> None:
+    state = ObjectState("bucket", "key.txt")
+    state.apply(put("0010", version="v1", size=7), 1)
+    state.apply(delete("0020", version="v1"), 2)
+    (removed,) = state.versions.values()
+    assert (removed.exists, removed.delete_marker, removed.size, removed.etag) == (
+        False, False, None, None,
+    )  # fmt: skip
+    assert removed.created is None and removed.last.sequencer == "0020"
