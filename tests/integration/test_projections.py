@@ -567,12 +567,17 @@ def test_live_projections_at_different_positions_catch_up_together_each_event_on
 
 # -- the fast API, as a user writes it ------------------------------------------------------
 
-bytes_by_bucket = sa.Table(
-    "bytes_by_bucket",
-    sa.MetaData(),
-    sa.Column("bucket", sa.Text(), primary_key=True),
-    sa.Column("bytes", sa.BigInteger(), nullable=False),
-)
+
+def _bytes_table(name: str) -> sa.Table:
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("bucket", sa.Text(), primary_key=True),
+        sa.Column("bytes", sa.BigInteger(), nullable=False),
+    )
+
+
+bytes_by_bucket = _bytes_table("bytes_by_bucket")
 
 
 class BytesByBucket(Projection):
@@ -647,14 +652,7 @@ class _PoisonedFold(_BytesFold):
 
 class PoisonedBytes(BytesByBucket):
     name = "poisoned_bytes"
-    tables = (
-        sa.Table(
-            "poisoned_bytes",
-            sa.MetaData(),
-            sa.Column("bucket", sa.Text(), primary_key=True),
-            sa.Column("bytes", sa.BigInteger(), nullable=False),
-        ),
-    )
+    tables = (_bytes_table("poisoned_bytes"),)
 
     def start(self) -> Fold:
         return _PoisonedFold()
@@ -694,14 +692,7 @@ class _CollectorWatch(_BytesFold):
 
 class CollectorWatch(BytesByBucket):
     name = "collector_watch"
-    tables = (
-        sa.Table(
-            "collector_watch",
-            sa.MetaData(),
-            sa.Column("bucket", sa.Text(), primary_key=True),
-            sa.Column("bytes", sa.BigInteger(), nullable=False),
-        ),
-    )
+    tables = (_bytes_table("collector_watch"),)
 
     def start(self) -> Fold:
         return _CollectorWatch()
