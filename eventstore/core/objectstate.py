@@ -168,23 +168,28 @@ class ObjectState:
             key=lambda v: (_created(v).event_time, padded(_created(v)), _created(v).position),
         )
 
-    def shown(self) -> tuple[VersionState | None, bool]:
-        """The version the catalog shows (the current one, if any) and whether the key shows
-        as deleted: no live version, or a delete marker on top."""
+    def shown(self) -> tuple[str | None, int | None, str | None, bool]:
+        """What the catalog shows of the key: the version id, size and etag of its current
+        version, and whether it shows as deleted (no live version: the id of its latest
+        event, and no size or etag; a delete marker on top: the marker's id)."""
         current = self.current_version()
-        return current, current is None or current.delete_marker
+        if current is None:
+            return self.last_event_version, None, None, True
+        if current.delete_marker:
+            return current.version_id, None, None, True
+        return current.version_id, current.size, current.etag, False
 
     def entry(self) -> CatalogEntry | None:
         """The catalog row for this key; None until a state-changing event was seen."""
         if self.last_order is None or self.last_event_name is None:
             return None
-        current, deleted = self.shown()
+        version_id, size, etag, deleted = self.shown()
         return CatalogEntry(
             bucket=self.bucket,
             key=self.key,
-            version_id=current.version_id if current is not None else self.last_event_version,
-            size=None if deleted or current is None else current.size,
-            etag=None if deleted or current is None else current.etag,
+            version_id=version_id,
+            size=size,
+            etag=etag,
             sequencer=self.last_order.sequencer,
             last_event_name=self.last_event_name,
             last_event_time=self.last_order.event_time,

@@ -16,6 +16,10 @@ rebuild, their shadow copies; the checkpoint moves in the same transaction as th
 (the flush), so an event is applied exactly once. Events carry the typed columns; the
 verbatim record (`event.record`) is decoded only if a projection reads it.
 
+Folds run with Python's cyclic garbage collector held off (reference counting still frees
+what they drop): a fold that makes reference cycles per event holds them until the catch-up or
+rebuild returns.
+
 What a `Table` cannot declare (a full-text index: an SQLite FTS5 virtual table, a
 PostgreSQL generated column and its GIN index) a projection names in `companions`; they are
 created, dropped and swapped in with its tables.

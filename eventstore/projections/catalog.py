@@ -106,7 +106,6 @@ class CatalogFold(Fold):
         self.stored_contribution: dict[Key, Contribution] = {}
         self.stored_versions: dict[Key, int] = {}
         self.prefixes: dict[Key, list[int]] = {}  # (bucket, prefix) -> [objects, bytes]
-        self.changed_prefixes: set[Key] = set()
 
     @property
     def held(self) -> int:
@@ -167,12 +166,9 @@ class CatalogFold(Fold):
             last = state.last_order
             if last is None:  # no state-changing event yet: no catalog row
                 continue
-            current, deleted = state.shown()
-            size = None if deleted or current is None else current.size
+            version_id, size, etag, deleted = state.shown()
             catalog_rows.append((
-                state.bucket, state.key,
-                current.version_id if current is not None else state.last_event_version,
-                size, None if deleted or current is None else current.etag, last.sequencer,
+                state.bucket, state.key, version_id, size, etag, last.sequencer,
                 state.last_event_name, to_param(last.event_time), state.last_event_version,
                 last.position, deleted,
             ))  # fmt: skip
@@ -224,8 +220,8 @@ def _contribution(state: ObjectState) -> Contribution:
     """What a key adds to its prefix: one object and its size, unless it shows as deleted."""
     if state.last_order is None:
         return 0, 0
-    current, deleted = state.shown()
-    return (0, 0) if deleted or current is None else (1, current.size or 0)
+    _, size, _, deleted = state.shown()
+    return (0, 0) if deleted else (1, size or 0)
 
 
 def _version_row(

@@ -759,13 +759,14 @@ class ProjectionRunner:
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector held off while a chunk is read, folded and flushed.
+    """Python's cyclic garbage collector held off while a catch-up or a rebuild reads, folds
+    and flushes its chunks.
 
     A fold keeps thousands of small, acyclic objects (events, states, rows) alive at once, and
     every few hundred allocations the collector walked them all again, and again as they aged
     into its older generations: 55 % of the catalog's fold time in a rebuild. Reference
-    counting still frees them; cycles made meanwhile (there are none in the folds) wait for
-    the collector's next run once it is back on, at the end of the chunk."""
+    counting still frees them; cycles made meanwhile (the built-in folds make none) wait for
+    the collector's next run once it is back on, when the catch-up or rebuild returns."""
     if not gc.isenabled():  # the caller's choice, kept
         yield
         return
