@@ -76,6 +76,14 @@ def link_hash(previous_hash: str, canonical: bytes) -> str:
     return digest.hexdigest()
 
 
+def follows(previous: StoredEvent, stored: StoredEvent) -> bool:
+    """Whether `stored` is the row right after `previous` in one chain: the next position,
+    hashed onto `previous`'s hash."""
+    return stored.position == previous.position + 1 and stored.hash == chain_hash(
+        previous.hash, stored.position, stored.event, stored.record_json, stored.recorded_at
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class VerifyResult:
     """The outcome of checking the chain: intact, or the first position that does not hold."""

@@ -29,6 +29,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from eventstore.core.events import StoredEvent
+from eventstore.core.hashing import follows
 from eventstore.errors import ConfigurationError, StorageError
 from eventstore.progress import Progress
 from eventstore.projections.base import Fold, Projection, ProjectionContext, describe_error
@@ -165,6 +166,9 @@ class ProjectionRunner:
         # folding in chunks of about min_lag while the others rarely look (each look is a
         # query); max_delay still bounds how long a projection can wait.
         self._patience = 1
+        # The events this runner's callers appended last, one contiguous run of positions
+        # (at most `chunk`): a catch-up folds them from here instead of reading them back.
+        self._run: list[StoredEvent] = []
 
     def get(self, name: str) -> Projection:
         for projection in self.projections:
@@ -245,7 +249,9 @@ class ProjectionRunner:
         Given `head` (the position the caller's own append reached), a call that the last
         one's reading shows cannot have anything due returns without asking the database.
         `appended`, the events the caller's last append stored (contiguous, in position
-        order), are folded from memory instead of being read back."""
+        order), are folded from memory instead of being read back, and so are those of earlier
+        calls that they directly follow in the log (a writer alone appends one long run)."""
+        run = self._remember(appended)
         if head is not None and self._nothing_due(head, min_lag * self._patience, max_delay):
             return [RunReport(p.name, caught_up=True) for p in self.projections]
         with self.store.engine.connect() as connection:
@@ -274,7 +280,7 @@ class ProjectionRunner:
             else:
                 builds.append(projection)
         if behind:
-            recent = _Recent(appended, head)
+            recent = _Recent(run, head)
             reports.update(self._fold_live(behind, deadline, progress, recent))
         for projection in builds:
             if deadline is not None and time.monotonic() >= deadline:
@@ -291,6 +297,23 @@ class ProjectionRunner:
         elif min_lag and len(waiting) == len(self.projections):  # nothing for this runner
             self._patience = min(self._patience * 2, MAX_PATIENCE)
         return [reports[p.name] for p in self.projections if p.name in reports]
+
+    def _remember(self, appended: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
+        """The run of appended events to fold from memory: `appended`, after the remembered
+        run when it follows on from it (the next position, and chained to its last hash, so
+        a log restored meanwhile under this process breaks the run); of the earlier events
+        at most `chunk` in all are kept."""
+        if not appended:
+            return self._run
+        run = self._run
+        if run and follows(run[-1], appended[0]):
+            run.extend(appended)
+            keep = max(self.chunk, len(appended))
+            if len(run) > keep:
+                del run[: len(run) - keep]
+        else:
+            run = self._run = list(appended)
+        return run
 
     def _nothing_due(self, head: int, min_lag: int, max_delay: float | None) -> bool:
         """Whether, by the last catch-up's reading, every projection may still wait at this

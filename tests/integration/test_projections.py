@@ -541,6 +541,38 @@ def test_a_catch_up_folds_its_callers_own_append_without_reading_it_back(
     assert {name: _rows(rebuilt, name) for name in folded} == folded
 
 
+def test_a_writer_alone_folds_its_appends_of_several_calls_without_reading_them_back(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runner remembers the run of events its callers appended: a later catch-up folds
+    the earlier calls' events from memory too, while each append follows on from the last
+    one in the chain. Another writer's append in between breaks the run: those events, and
+    the ones before them, are read."""
+    store = _store_with(db_url, KeyCounts())
+    store.log.append(_puts(2))
+    runner = ProjectionRunner(store.log, store.projections, chunk=100)
+    runner.catch_up()
+    read: list[int] = []
+    original = SqlEventStore.read_in
+
+    def counting(self: SqlEventStore, connection: Any, **options: Any) -> Iterator[StoredEvent]:
+        for stored in original(self, connection, **options):
+            read.append(stored.position)
+            yield stored
+
+    monkeypatch.setattr(SqlEventStore, "read_in", counting)
+    # Three appends by this writer alone, the catch-up left for later (min_lag) in between
+    for start in (2, 5, 8):
+        own = store.log.append(_puts(3, start=start)).stored
+        runner.catch_up(head=own[-1].position, appended=own, min_lag=9, max_delay=3600)
+    assert KeyCounts.applied_positions == [1, 2, *range(3, 12)] and read == []
+    # Another writer's append, then this writer's: the run starts again after the gap
+    store.log.append(_puts(2, start=11))
+    own = store.log.append(_puts(2, start=13)).stored
+    runner.catch_up(head=own[-1].position, appended=own)
+    assert KeyCounts.applied_positions == list(range(1, 16)) and read == [12, 13]
+
+
 def test_live_projections_at_different_positions_catch_up_together_each_event_once(
     db_url: str,
 ) -> None:

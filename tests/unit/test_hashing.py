@@ -14,6 +14,7 @@ from eventstore.core.hashing import (
     UnreadableRow,
     canonical_row,
     chain_hash,
+    follows,
     verify_chain,
 )
 from eventstore.store.schema import events
@@ -260,3 +261,16 @@ def test_the_event_row_has_one_definition_shared_by_table_row_and_chain() -> Non
     assert canonical[-2:] == ["2026-03-01T12:00:00.654Z", 654321]
     assert canonical[-3] == named["record"]
     assert "f" * 64 not in canonical
+
+
+def test_a_row_follows_the_row_before_it_in_its_own_chain_only() -> None:
+    """`follows` tells the next row of one chain from a row at the next position of another
+    chain (a log restored and appended to again): what lets a runner keep folding the events
+    its writer appended from memory across calls."""
+    first, second, third, *_ = sample_chain()
+    assert follows(first, second) and follows(second, third)
+    assert not follows(first, third)  # not the next position
+    records = [s3_record("elsewhere", f"k{i}.txt", sequencer=f"{i + 1:04X}") for i in range(2)]
+    other_first, other_second = build_chain(new_events(records))
+    assert not follows(first, other_second)  # the next position, another chain
+    assert follows(other_first, other_second)
