@@ -1,7 +1,7 @@
 """Ingest benchmark: Lambda SQS batches of SNS-wrapped S3 records through the real handler.
 
     python bench/bench_ingest.py [--events N] [--quick] [--repeat R] [--prefill M]
-                                 [--skip-startup] [--dir DIR] [--json FILE]
+                                 [--skip-startup] [--dir DIR] [--json FILE] [--phases]
 
 Contenders, each on a fresh SQLite file in a temporary folder, at batch sizes 10 and 1000
 (one transaction per batch), run interleaved, the median of --repeat runs shown:
@@ -24,7 +24,10 @@ Contenders, each on a fresh SQLite file in a temporary folder, at batch sizes 10
 
 Also measured, in fresh interpreters: the import time of `consumers.ingest` and the first
 (cold) handler invocation, which pays for SQLAlchemy's lazy import and engine set-up. With
---prefill M, ours is also timed at batch 1000 on a log already holding M events.
+--prefill M, ours is also timed at batch 1000 on a log already holding M events. With
+--phases, where ours spends its time at each batch size instead (one run, each phase timed by
+wrapping it, so the total runs a little slow): parsing, the append, the catch-up, and within
+the catch-up each built-in fold's apply and flush.
 """
 
 # each contender's libraries are loaded only when it runs (the cold-start child times them).
@@ -284,6 +287,50 @@ def run_ours(
     return elapsed
 
 
+def print_phases(workdir: Path, records: list[dict[str, Any]], batch: int) -> None:
+    """Run ours once with each phase timed (by wrapping it) and print µs per event."""
+    import consumers.ingest
+    from eventstore.projections.registry import builtin_projections
+    from eventstore.projections.runner import ProjectionRunner
+    from eventstore.store.sql import SqlEventStore
+
+    spent: dict[str, float] = {}
+    undo: list[tuple[Any, str, Any]] = []
+
+    def timed(owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.perf_counter() - started
+
+        undo.append((owner, name, original))
+        setattr(owner, name, wrapper)
+        spent[label] = 0.0  # printed in this order
+
+    timed(consumers.ingest, "parse_sqs_record", "parse")
+    timed(SqlEventStore, "append", "append")
+    timed(ProjectionRunner, "catch_up", "catch-up")
+    for projection in builtin_projections():
+        fold = type(projection.start())
+        if fold.__name__ != "_ApplyEachFlush":
+            timed(fold, "apply", f"  {projection.name} apply")
+            timed(fold, "flush", f"  {projection.name} flush")
+    try:
+        elapsed = run_ours(workdir, records, batch)
+    finally:
+        for owner, name, original in reversed(undo):
+            setattr(owner, name, original)
+    count = len(records)
+    rate, each = count / elapsed, elapsed / count * 1e6
+    print(f"batch {batch}: ours {rate:.0f} events/s, {each:.1f} µs/event")
+    for label, seconds in spent.items():
+        print(f"  {label:<32} {seconds / count * 1e6:7.1f} µs/event")
+
+
 def _check_ours(path: Path, expected: int) -> None:
     with sqlite3.connect(path) as db:
         (count,) = db.execute("SELECT count(*) FROM events").fetchone()
@@ -521,6 +568,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--skip-startup", action="store_true", help="skip import/cold-start timing")
     parser.add_argument(
+        "--phases", action="store_true", help="only ours, its time per event by phase"
+    )
+    parser.add_argument(
         "--prefill", type=int, default=0, metavar="M",
         help="also time ours at batch 1000 on a log already holding M events (scaling check)",
     )  # fmt: skip
@@ -542,6 +592,12 @@ def main(argv: list[str] | None = None) -> int:
         f" SNS-wrapped; median of {repeat} run(s), contenders interleaved"
     )
     print("logging: POWERTOOLS_LOG_LEVEL=WARNING, POWERTOOLS_METRICS_DISABLED=true (every run)")
+    if args.phases:
+        for batch in BATCH_SIZES:
+            workdir = base / f"phases-b{batch}"
+            workdir.mkdir()
+            print_phases(workdir, records, batch)
+        return 0
     ddl = same_schema_ddl(base)
     contenders: dict[str, Runner] = {
         "ours (all projections)": run_ours,

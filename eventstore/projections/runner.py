@@ -167,7 +167,7 @@ class ProjectionRunner:
         # query); max_delay still bounds how long a projection can wait.
         self._patience = 1
         # The events this runner's callers appended last, one contiguous run of positions
-        # (at most `chunk`): a catch-up folds them from here instead of reading them back.
+        # (at most two chunks): a catch-up folds them from here instead of reading them back.
         self._run: list[StoredEvent] = []
 
     def get(self, name: str) -> Projection:
@@ -302,14 +302,14 @@ class ProjectionRunner:
         """The run of appended events to fold from memory: `appended`, after the remembered
         run when it follows on from it (the next position, and chained to its last hash, so
         a log restored meanwhile under this process breaks the run); of the earlier events
-        at most `chunk` in all are kept."""
+        at most two chunks in all are kept."""
         if not appended:
             return self._run
         run = self._run
         if run and follows(run[-1], appended[0]):
             run.extend(appended)
             keep = max(self.chunk, len(appended))
-            if len(run) > keep:
+            if len(run) > 2 * keep:  # cut now and then, not at every call: a cut moves the rest
                 del run[: len(run) - keep]
         else:
             run = self._run = list(appended)
