@@ -220,9 +220,10 @@ def _loads(text: str, what: str) -> Any:
 def _may_be_unstorable(text: str) -> bool:
     """False when the decoded text cannot hold a lone surrogate nor nest past MAX_NESTING:
     the common case, decided without walking the document."""
-    # Substring tests first: they are scans in C, many times faster than the expressions.
+    # The escape's expression, not two substring tests for "\\ud" and "\\uD": over an SNS
+    # body, whose every quote is escaped, those took 2.5 µs and the expression 0.8.
     return (
-        (("\\ud" in text or "\\uD" in text) and _SURROGATE_ESCAPE.search(text) is not None)
+        _SURROGATE_ESCAPE.search(text) is not None
         or (not text.isascii() and _SURROGATE.search(text) is not None)
         or text.count("[") + text.count("{") > MAX_NESTING
     )
