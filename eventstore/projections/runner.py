@@ -17,6 +17,7 @@ recorded; other projections and ingestion carry on, and it resumes once fixed.
 
 import gc
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -169,6 +170,8 @@ class ProjectionRunner:
         # The events this runner's callers appended last, one contiguous run of positions
         # (at most two chunks): a catch-up folds them from here instead of reading them back.
         self._run: list[StoredEvent] = []
+        # The local poller's threads share a container's runner: the run changes under this.
+        self._run_lock = threading.Lock()
 
     def get(self, name: str) -> Projection:
         for projection in self.projections:
@@ -251,7 +254,7 @@ class ProjectionRunner:
         `appended`, the events the caller's last append stored (contiguous, in position
         order), are folded from memory instead of being read back, and so are those of earlier
         calls that they directly follow in the log (a writer alone appends one long run)."""
-        run = self._remember(appended)
+        self._remember(appended)
         if head is not None and self._nothing_due(head, min_lag * self._patience, max_delay):
             return [RunReport(p.name, caught_up=True) for p in self.projections]
         with self.store.engine.connect() as connection:
@@ -280,7 +283,8 @@ class ProjectionRunner:
             else:
                 builds.append(projection)
         if behind:
-            recent = _Recent(run, head)
+            with self._run_lock:  # a copy: another thread may extend or cut the run
+                recent = _Recent(tuple(self._run), head)
             reports.update(self._fold_live(behind, deadline, progress, recent))
         for projection in builds:
             if deadline is not None and time.monotonic() >= deadline:
@@ -298,22 +302,22 @@ class ProjectionRunner:
             self._patience = min(self._patience * 2, MAX_PATIENCE)
         return [reports[p.name] for p in self.projections if p.name in reports]
 
-    def _remember(self, appended: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
-        """The run of appended events to fold from memory: `appended`, after the remembered
-        run when it follows on from it (the next position, and chained to its last hash, so
-        a log restored meanwhile under this process breaks the run); of the earlier events
-        at most two chunks in all are kept."""
+    def _remember(self, appended: Sequence[StoredEvent]) -> None:
+        """Keep the run of appended events to fold from memory: `appended`, after the
+        remembered run when it follows on from it (the next position, and chained to its
+        last hash, so a log restored meanwhile under this process breaks the run); of the
+        earlier events at most two chunks in all are kept."""
         if not appended:
-            return self._run
-        run = self._run
-        if run and follows(run[-1], appended[0]):
-            run.extend(appended)
-            keep = max(self.chunk, len(appended))
-            if len(run) > 2 * keep:  # cut now and then, not at every call: a cut moves the rest
-                del run[: len(run) - keep]
-        else:
-            run = self._run = list(appended)
-        return run
+            return
+        with self._run_lock:
+            run = self._run
+            if run and follows(run[-1], appended[0]):
+                run.extend(appended)
+                keep = max(self.chunk, len(appended))
+                if len(run) > 2 * keep:  # cut now and then, not at every call: a cut moves all
+                    del run[: len(run) - keep]
+            else:
+                self._run = list(appended)
 
     def _nothing_due(self, head: int, min_lag: int, max_delay: float | None) -> bool:
         """Whether, by the last catch-up's reading, every projection may still wait at this

@@ -4,6 +4,7 @@ import gc
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -571,6 +572,39 @@ def test_a_writer_alone_folds_its_appends_of_several_calls_without_reading_them_
     own = store.log.append(_puts(2, start=13)).stored
     runner.catch_up(head=own[-1].position, appended=own)
     assert KeyCounts.applied_positions == list(range(1, 16)) and read == [12, 13]
+
+
+def test_threads_sharing_a_runner_fold_each_event_once(db_url: str) -> None:
+    """The local poller's threads share one runner per database: each appends and hands its
+    events to the catch-up while the others do the same. Every event is folded once, and the
+    tables are what a rebuild makes."""
+    store = _store_with(db_url, KeyCounts())
+    runner = ProjectionRunner(store.log, store.projections, chunk=7)
+    runner.catch_up()
+    errors: list[BaseException] = []
+
+    def write(thread: int) -> None:
+        try:
+            for step in range(12):
+                start = 1000 * thread + 3 * step
+                own = store.log.append(_puts(3, start=start, prefix=f"t{thread}/")).stored
+                runner.catch_up(head=own[-1].position, appended=own)
+        except BaseException as error:  # reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    runner.catch_up()
+    assert sorted(KeyCounts.applied_positions) == list(range(1, 4 * 12 * 3 + 1))
+    folded = {name: _rows(store, name) for name in ("key_counts", "object_catalog")}
+    KeyCounts.version = 2
+    rebuilt = _store_with(db_url, KeyCounts())
+    rebuilt.runner.rebuild([p.name for p in rebuilt.projections])
+    assert {name: _rows(rebuilt, name) for name in folded} == folded
 
 
 def test_live_projections_at_different_positions_catch_up_together_each_event_once(
