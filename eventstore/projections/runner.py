@@ -283,8 +283,10 @@ class ProjectionRunner:
             else:
                 builds.append(projection)
         if behind:
-            with self._run_lock:  # a copy: another thread may extend or cut the run
-                recent = _Recent(tuple(self._run), head)
+            # Only after an append, which checked the run against the log's chain; a copy, as
+            # another thread may extend or cut it.
+            with self._run_lock:
+                recent = _Recent(tuple(self._run) if appended else (), head)
             reports.update(self._fold_live(behind, deadline, progress, recent))
         for projection in builds:
             if deadline is not None and time.monotonic() >= deadline:

@@ -572,6 +572,12 @@ def test_a_writer_alone_folds_its_appends_of_several_calls_without_reading_them_
     own = store.log.append(_puts(2, start=13)).stored
     runner.catch_up(head=own[-1].position, appended=own)
     assert KeyCounts.applied_positions == list(range(1, 16)) and read == [12, 13]
+    # A catch-up with no append of its own reads: the run was last checked against the log's
+    # chain by an append, and the log may have been restored since
+    own = store.log.append(_puts(2, start=15)).stored
+    runner.catch_up(head=own[-1].position, appended=own, min_lag=9, max_delay=3600)
+    runner.catch_up()
+    assert KeyCounts.applied_positions == list(range(1, 18)) and read[2:] == [16, 17]
 
 
 def test_threads_sharing_a_runner_fold_each_event_once(db_url: str) -> None:
