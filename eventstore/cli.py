@@ -427,7 +427,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 
 def cmd_history(args: argparse.Namespace) -> int:
     bucket, key = parse_s3_uri(args.uri)
-    rows = [event_row(s) for s in _store(args).history(bucket, key)]
+    rows = (event_row(s) for s in _store(args).iter_history(bucket, key))
     render(rows, EVENT_FIELDS, args.format, sys.stdout, table_fields=EVENT_TABLE_FIELDS)
     return EXIT_OK
 

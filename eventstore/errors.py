@@ -23,6 +23,11 @@ class ConfigurationError(EventStoreError):
     """Bad settings: a database URL that cannot be used, an unknown option value."""
 
 
+class BadCursorError(EventStoreError, ValueError):
+    """A paging cursor that no reading handed out: not in its form, or naming a position the
+    log does not hold."""
+
+
 class StorageError(EventStoreError):
     """The database refused or lost a write; the whole batch must be retried."""
 

@@ -6,9 +6,10 @@ the store are imported on the first request, not when the app is built (cold sta
 
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import datetime
 from importlib import resources
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from eventstore.core.events import StoredEvent
     from eventstore.core.objectstate import CatalogEntry
     from eventstore.wiring import EventStore
+
+T = TypeVar("T")
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000  # a page stays far below the function URL's 6 MB response limit
@@ -107,12 +110,26 @@ def build_app(event_store: Callable[[], "EventStore"]) -> LambdaFunctionUrlResol
         page = page[:limit]
         return EventPage(events=page, next_after=page[-1].position if more else None)
 
-    @app.get("/api/history", summary="every event of one object, in S3's order")
-    def history(bucket: str, key: str) -> History:
-        found = [_event(s) for s in event_store().log.history(bucket, key)]
-        if not found:
+    @app.get("/api/history", summary="every event of one object, in S3's order, by pages")
+    def history(
+        bucket: str,
+        key: str,
+        cursor: Annotated[str | None, Query(description="next_cursor of the page before")] = None,
+        limit: Limit = MAX_LIMIT,
+    ) -> History:
+        from eventstore.store.base import HistoryCursor
+
+        start = HistoryCursor.parse(cursor) if cursor else HistoryCursor()
+        with closing(event_store().log.iter_history(bucket, key, after=start)) as stream:
+            found, more = _page(stream, limit)
+        if not found and cursor is None:
             raise NotFoundError(f"no events of s3://{bucket}/{key} in the log")
-        return History(bucket=bucket, key=key, events=found)
+        return History(
+            bucket=bucket,
+            key=key,
+            events=[_event(s) for s in found],
+            next_cursor=start.after(found).text() if more else None,
+        )
 
     @app.get("/api/objects", summary="the object catalog, now or as of a past time")
     def objects(
@@ -333,8 +350,9 @@ def _after_cursor(
     return (e for e in entries if (e.bucket, e.key) > (bucket, key))
 
 
-def _page(entries: Iterator["CatalogEntry"], limit: int) -> tuple[list["CatalogEntry"], bool]:
-    rows: list[CatalogEntry] = []
+def _page(entries: Iterator[T], limit: int) -> tuple[list[T], bool]:
+    """Up to `limit` rows, and whether there are more."""
+    rows: list[T] = []
     for entry in entries:
         if len(rows) == limit:
             return rows, True

@@ -34,11 +34,13 @@ class EventPage(BaseModel):
 
 
 class History(BaseModel):
-    """Every event of one object, in S3's order (sequencer, then event time)."""
+    """One object's events, in S3's order (sequencer, then event time), a page at a time;
+    `next_cursor` reads the next page (None when this was the last one)."""
 
     bucket: str
     key: str
     events: list[Event]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
 
 
 class CatalogObject(BaseModel):

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 256 * 1024  # SQS's own limit; a larger body did not come from S3
 MAX_KEY_BYTES = 1024  # S3's limit on a decoded key
 MAX_SIZE = 2**63 - 1  # what a BIGINT column holds; S3 objects are far smaller
-MAX_SEQUENCER_CHARS = 64  # the sequencer column is String(64); S3's are about 18 hex digits
+MAX_SEQUENCER_CHARS = 64  # the width of the log's sequencer column; S3's are about 18 hex digits
 # S3 notifications nest six levels deep. Far deeper documents are refused while parsing, as
 # the encoders and walkers after the parse (the stored record's JSON, the append) recurse
 # and would otherwise fail the whole batch with a RecursionError instead of this message.

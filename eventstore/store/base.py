@@ -1,7 +1,7 @@
 """What every event log offers, whatever holds it."""
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -10,6 +10,7 @@ from eventstore.core.events import NewEvent, StoredEvent
 from eventstore.core.hashing import VerifyResult
 from eventstore.core.objectstate import CatalogEntry
 from eventstore.core.timeutil import format_time, parse_time
+from eventstore.errors import BadCursorError
 
 # Rows a query fetches at a time: output of any size streams with bounded memory.
 PAGE_ROWS = 1000
@@ -101,6 +102,39 @@ def type_matches(pattern: str, event_name: str) -> bool:
     return event_name == name
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryCursor:
+    """Where a reading of one object's history stopped.
+
+    A history is read as two ordered streams, the events with a sequencer and those without,
+    merged by event time (core.ordering.sort_events_of_one_key's order); each stream resumes
+    after its own last event read, given here by position (0: none read yet)."""
+
+    sequenced: int = 0
+    unsequenced: int = 0
+
+    def after(self, events: Iterable[StoredEvent]) -> "HistoryCursor":
+        """Where the reading stands once `events`, read from this cursor on, were read."""
+        sequenced, unsequenced = self.sequenced, self.unsequenced
+        for stored in events:
+            if stored.event.sequencer is None:
+                unsequenced = stored.position
+            else:
+                sequenced = stored.position
+        return HistoryCursor(sequenced, unsequenced)
+
+    def text(self) -> str:
+        return f"{self.sequenced}.{self.unsequenced}"
+
+    @classmethod
+    def parse(cls, text: str) -> "HistoryCursor":
+        """The cursor `text()` wrote; BadCursorError for anything else."""
+        sequenced, dot, unsequenced = text.partition(".")
+        if dot and sequenced.isdigit() and unsequenced.isdigit():
+            return cls(int(sequenced), int(unsequenced))
+        raise BadCursorError(f"not a history cursor: {text!r}")
+
+
 class EventLog(Protocol):
     """An append-only log of S3 events."""
 
@@ -113,6 +147,10 @@ class EventLog(Protocol):
     def head_position(self) -> int: ...
 
     def history(self, bucket: str, key: str) -> list[StoredEvent]: ...
+
+    def iter_history(
+        self, bucket: str, key: str, *, after: HistoryCursor | None = None
+    ) -> Generator[StoredEvent, None, None]: ...
 
     def select_events(self, query: EventQuery) -> list[StoredEvent]: ...
 

@@ -8,6 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
+from eventstore.core.parsing import MAX_SEQUENCER_CHARS
+
 # The migration that matches this metadata; the store refuses an older database.
 SCHEMA_REVISION = "20261129_0006"
 
@@ -90,7 +92,7 @@ events = sa.Table(
     sa.Column("bucket", KeyText, nullable=False),
     sa.Column("key", KeyText, nullable=False),
     sa.Column("version_id", sa.Text(), nullable=True),
-    sa.Column("sequencer", sa.String(64), nullable=True),
+    sa.Column("sequencer", sa.String(MAX_SEQUENCER_CHARS), nullable=True),
     sa.Column("size", sa.BigInteger(), nullable=True),
     sa.Column("etag", sa.Text(), nullable=True),
     sa.Column("principal_id", sa.Text(), nullable=True),

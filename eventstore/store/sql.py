@@ -34,9 +34,10 @@ because event ids are unique: what committed is counted as duplicates.
 tests/integration/test_concurrency.py is the proof under load.
 """
 
+import heapq
 import logging
 import sqlite3
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Generator, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,10 +55,10 @@ from eventstore.core.hashing import (
     verify_chain,
 )
 from eventstore.core.objectstate import CatalogEntry, ObjectState
-from eventstore.core.ordering import sort_events_of_one_key
-from eventstore.errors import StorageError
+from eventstore.core.parsing import MAX_SEQUENCER_CHARS
+from eventstore.errors import BadCursorError, StorageError
 from eventstore.store import base
-from eventstore.store.base import AppendResult, EventQuery, prefix_upper_bound
+from eventstore.store.base import AppendResult, EventQuery, HistoryCursor, prefix_upper_bound
 from eventstore.store.database import (
     APPEND_LOCK_ID,
     WRITE,
@@ -208,14 +209,54 @@ class SqlEventStore:
 
     def history(self, bucket: str, key: str) -> list[StoredEvent]:
         """Every event of one object, in S3's order (sequencer, then event time)."""
+        return list(self.iter_history(bucket, key))
+
+    def iter_history(
+        self, bucket: str, key: str, *, after: HistoryCursor | None = None
+    ) -> Generator[StoredEvent, None, None]:
+        """Every event of one object in S3's order, streamed (after `after`, for paging).
+
+        The order of core.ordering.sort_events_of_one_key without holding the history: the
+        database sorts the events with a sequencer by it (right-padded with zeros to the
+        column's width, which orders them as padding to their longest does) and those
+        without by event time, each a stream read a page at a time, and the two are merged
+        here by event time, the sequenced first on a tie, as that function merges them."""
+        after = after or HistoryCursor()
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                _SELECT_COLUMNS.where(events.c.bucket == bucket, events.c.key == key).order_by(
-                    events.c.position
-                )
-            ).all()
-        stored = [StoredEvent.of_values(r) for r in rows]
-        return sort_events_of_one_key(stored, lambda s: s.order_key)
+            streams = [
+                self._history_stream(connection, bucket, key, sequenced=True, after=after),
+                self._history_stream(connection, bucket, key, sequenced=False, after=after),
+            ]
+            yield from heapq.merge(*streams, key=_event_time)
+
+    @staticmethod
+    def _history_stream(
+        connection: Connection, bucket: str, key: str, *, sequenced: bool, after: HistoryCursor
+    ) -> Iterator[StoredEvent]:
+        order: tuple[Any, Any]
+        conditions = [events.c.bucket == bucket, events.c.key == key]
+        if sequenced:
+            order = (_padded_sequencer(connection.dialect), events.c.position)
+            conditions.append(events.c.sequencer.is_not(None))
+            last = after.sequenced
+        else:
+            order = (events.c.event_time, events.c.position)
+            conditions.append(events.c.sequencer.is_(None))
+            last = after.unsequenced
+        if last:
+            mark = connection.execute(
+                sa.select(*order).where(events.c.position == last)
+            ).one_or_none()
+            if mark is None:
+                raise BadCursorError(f"history cursor position {last} is not in the log")
+            first, position = order
+            conditions.append(
+                sa.or_(first > mark[0], sa.and_(first == mark[0], position > mark[1]))
+            )
+        statement = _SELECT_COLUMNS.where(*conditions).order_by(*order)
+        rows = connection.execution_options(yield_per=base.PAGE_ROWS).execute(statement)
+        for row in rows:
+            yield StoredEvent.of_values(row)
 
     def select_events(self, query: EventQuery) -> list[StoredEvent]:
         """The audit query: events matching every filter, in position order."""
@@ -348,6 +389,18 @@ def _read_page_sql(dialect: Dialect) -> tuple[str, Any]:
     if dialect.name == "sqlite":  # SQLAlchemy stores naive UTC as ISO text
         return sql, _sqlite_time
     return sql, _aware_utc
+
+
+def _event_time(stored: StoredEvent) -> datetime:
+    return stored.event.event_time
+
+
+def _padded_sequencer(dialect: Dialect) -> Any:
+    """The sequencer, upper-case and right-padded with zeros to the column's width, compared
+    bytewise (PostgreSQL's "C" collation; SQLite's default)."""
+    width = MAX_SEQUENCER_CHARS
+    padded = sa.func.substr(sa.func.upper(events.c.sequencer).concat("0" * width), 1, width)
+    return sa.collate(padded, "C") if dialect.name == "postgresql" else padded
 
 
 def _sqlite_time(value: str) -> datetime:

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,14 @@ def _browser_binaries() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    workdir = tmp_path_factory.mktemp("page")
-    db = f"sqlite:///{workdir / 'demo.db'}"
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('page') / 'demo.db'}"
+
+
+@pytest.fixture(scope="module")
+def demo_server(demo_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    workdir = tmp_path_factory.mktemp("work")
+    db = demo_db
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "EVENTSTORE_"))}
     completed = subprocess.run(
         [sys.executable, "-m", "eventstore.cli", "--db", db, "demo"],
@@ -114,3 +120,46 @@ def test_the_page_finds_an_object_and_draws_its_timeline_and_the_activity_chart(
     browser.execute_script("window.scrollTo(0, 0)")
     assert browser.save_screenshot(str(shots / "audit-page.png"))
     assert (shots / "audit-page.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_long_timeline_is_read_a_page_at_a_time(
+    demo_server: str, demo_db: str, browser: object
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support import expected_conditions as when
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from eventstore.store.sql import open_store
+    from tests.notification_factory import T0, new_events, s3_record, sequencer_of
+
+    assert isinstance(browser, WebDriver)
+    wait = WebDriverWait(browser, 30)
+    # Given an object with more events than the API returns in one page (1,000)
+    key = "logs/busy.log"
+    log = open_store(demo_db)
+    log.append(new_events([
+        s3_record(BUCKET, key, sequencer=sequencer_of(i + 1), when=T0 + timedelta(minutes=i))
+        for i in range(1_050)
+    ]))  # fmt: skip
+    log.engine.dispose()
+    browser.get(demo_server)
+    wait.until(when.text_to_be_present_in_element((By.ID, "verify-badge"), "log intact"))
+
+    def shown(_: object) -> int:
+        return len(browser.find_elements(By.CSS_SELECTOR, "#timeline-events tbody tr"))
+
+    # When its timeline is opened, it shows the first page and offers more
+    browser.execute_script("showObject(arguments[0], arguments[1])", BUCKET, key)
+    wait.until(lambda b: shown(b) == 1_000)
+    more = wait.until(when.element_to_be_clickable((By.ID, "more-events")))
+    # and reading more adds the rest, in S3's order, with a dot for every event
+    more.click()
+    wait.until(lambda b: shown(b) == 1_050)
+    assert not browser.find_element(By.ID, "more-events").is_displayed()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#timeline-events tbody tr")
+    positions = [int(r.find_element(By.TAG_NAME, "td").text) for r in rows]
+    assert positions == sorted(positions)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#timeline svg circle.event")) == 1_050
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors

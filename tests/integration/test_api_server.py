@@ -95,7 +95,7 @@ def test_events_take_the_filters_of_the_events_command(server: tuple[str, int]) 
     assert _ok(base, "api/events?bucket=other-bucket")["events"][0]["key"] == "x.txt"
 
 
-def test_history_is_one_objects_events_in_s3_order_and_404_when_unknown(
+def test_history_is_one_objects_events_in_s3_order_by_pages_and_404_when_unknown(
     server: tuple[str, int],
 ) -> None:
     base, _ = server
@@ -103,6 +103,19 @@ def test_history_is_one_objects_events_in_s3_order_and_404_when_unknown(
     assert [e["event_name"] for e in history["events"]] == [
         "ObjectCreated:Put", "ObjectCreated:Put", "ObjectRemoved:DeleteMarkerCreated",
     ]  # fmt: skip
+    assert history["next_cursor"] is None
+    # page by page, each page's cursor reading on where it stopped
+    names, cursor = [], ""
+    for _ in range(4):
+        page = _ok(base, f"api/history?bucket={BUCKET}&key={quote(REPORT)}&limit=2{cursor}")
+        names += [e["event_name"] for e in page["events"]]
+        if page["next_cursor"] is None:
+            break
+        cursor = f"&cursor={quote(page['next_cursor'])}"
+    assert names == [e["event_name"] for e in history["events"]] and len(page["events"]) == 1
+    for bad in ("x", "1", "999999.0"):
+        status, _, body = get(base, f"api/history?bucket={BUCKET}&key={quote(REPORT)}&cursor={bad}")
+        assert status == 400 and "cursor" in body["error"]
     status, _, body = get(base, f"api/history?bucket={BUCKET}&key=no/such.txt")
     assert status == 404 and body["error"] == f"no events of s3://{BUCKET}/no/such.txt in the log"
     status, _, body = get(base, f"api/history?bucket={BUCKET}")

@@ -90,20 +90,35 @@ async function searchObjects(append) {
 
 // -- one object's timeline ----------------------------------------------------------------------
 
+// The object shown: its events so far (a page at a time, "More" reads the next) and the
+// cursor of the next page.
+let shown = null;
+
 async function showObject(bucket, key) {
   $("object-section").hidden = false;
   $("object-name").textContent = `s3://${bucket}/${key}`;
+  $("timeline-events").tBodies[0].replaceChildren();
+  shown = { bucket, key, events: [], cursor: null };
+  await moreEvents();
+  $("object-section").scrollIntoView({ behavior: "smooth" });
+}
+
+async function moreEvents() {
+  const object = shown;
   const body = $("timeline-events").tBodies[0];
-  body.replaceChildren();
   try {
-    const history = await api("history", { bucket, key });
-    drawTimeline(history.events);
+    const history = await api("history", { bucket: object.bucket, key: object.key,
+      cursor: object.cursor });
+    if (object !== shown) return;  // another object was opened meanwhile
+    object.events.push(...history.events);
+    object.cursor = history.next_cursor;
+    drawTimeline(object.events);
     for (const e of history.events) {
       body.appendChild(row([e.position, e.event_time, e.event_name, e.version_id, e.size,
         e.principal_id, e.source], kind(e.event_name) === "removed" ? "deleted" : ""));
     }
   } catch (error) { fail($("timeline"), error); }
-  $("object-section").scrollIntoView({ behavior: "smooth" });
+  $("more-events").hidden = !object.cursor;
 }
 
 function drawTimeline(events) {
@@ -232,6 +247,7 @@ async function loadProjections() {
 document.addEventListener("DOMContentLoaded", () => {
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); searchObjects(false); });
   $("more-objects").addEventListener("click", () => searchObjects(true));
+  $("more-events").addEventListener("click", () => moreEvents());
   $("verify-form").addEventListener("submit", (e) => { e.preventDefault(); verify($("anchor").value.trim()); });
   searchObjects(false);
   loadPrincipals();
