@@ -151,13 +151,16 @@ def handler_writer(
     ProjectionRunner.catch_up = timed_catch_up  # type: ignore[method-assign]
     LockHolds.enabled, LockHolds.seconds = True, []
     time.sleep(max(0.0, start_at - time.time()))
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     for event in invocations:
         response = handler(event, context)
         if response["batchItemFailures"]:
             raise RuntimeError(f"handler failed messages: {response}")
     ended = time.perf_counter()
-    STATS_OF_CHILD.update(lock_holds=list(LockHolds.seconds), **caught_up)
+    STATS_OF_CHILD.update(
+        lock_holds=list(LockHolds.seconds), handler_cpu_seconds=time.process_time() - cpu,
+        **caught_up,
+    )  # fmt: skip
     return began, ended
 
 
@@ -234,6 +237,9 @@ def run_handler(
                     lock_hold_p95_ms=1000 * holds[int(len(holds) * 0.95)] if holds else 0.0,
                     catch_up_us_per_event=1e6 * seconds / folded if folded else 0.0,
                     catch_up_cpu_us_per_event=1e6 * cpu_seconds / folded if folded else 0.0,
+                    handler_cpu_us_per_event=1e6
+                    * sum(s[2]["handler_cpu_seconds"] for s in spans)
+                    / (writers * per_writer),
                 )
             head = store.head_position()
             expected = writers * (per_writer + batch)  # the warm-up batch included
@@ -574,7 +580,8 @@ def main() -> int:
                     if label != "log only" and LAST_STATS:
                         extra = (
                             f"  lock held {LAST_STATS['lock_hold_median_ms']:.2f} ms median,"
-                            f" {LAST_STATS['lock_hold_p95_ms']:.2f} ms p95"
+                            f" {LAST_STATS['lock_hold_p95_ms']:.2f} ms p95;"
+                            f" client CPU {LAST_STATS['handler_cpu_us_per_event']:.0f} µs/event"
                         )
                         if label == "handler":
                             extra += (

@@ -5,7 +5,7 @@ commit order), so the time an append holds the lock bounds the whole system's th
 The lock covers nothing but the log:
 
 1. timeouts, which of the batch's ids are known, `pg_advisory_xact_lock`, the head;
-2. the INSERT of the new events (one `INSERT ... SELECT FROM unnest(arrays)`), COMMIT.
+2. the INSERT of the new events (one `INSERT ... SELECT FROM` a JSON document or arrays), COMMIT.
 
 The server runs a pipeline's statements in order: the known ids are read *before* the lock
 is granted (so that query is not part of the lock's hold time) and the head after it. An id
@@ -13,10 +13,12 @@ that another writer commits between the two makes the INSERT fail on the unique 
 the transaction is rolled back whole and the caller retries with `ids_under_lock`, which
 reads the known ids after the lock is granted, so the retry cannot meet the same race (many
 writers sharing ids under load could otherwise lose it again and again). Between
-the round trips only the hashes are computed; the rows' JSON and most of what is hashed were
-built before the lock was requested, and so were the INSERT's parameters for every column
-but position, time and hash: psycopg turns Python lists into binary arrays in Python, which
-under the lock took about 90 us per 10 events (0.9 ms per 100) of client CPU.
+the round trips only the hashes and the INSERT's parameters are computed; the rows' JSON and
+most of what is hashed were built before the lock was requested. A batch of up to JSON_ROWS
+events (a Lambda batch of 10) is inserted from one JSON document that orjson writes in
+microseconds; a larger one from one binary array per column, which psycopg builds in Python
+(about 120 us of client CPU per 10 rows, so every column but position, time and hash is
+dumped before the lock: under it, that took about 90 us per 10 events, 0.9 ms per 100).
 
 psycopg's pipeline mode can hang when a message larger than the socket buffers is sent in a
 pipeline (psycopg issue #685): a large INSERT is therefore sent on its own and COMMIT after
@@ -28,6 +30,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.adapt import Dumper, PyFormat, Transformer
 from psycopg.pq import Format
@@ -50,6 +53,16 @@ _HEAD = "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
 # Larger INSERTs are not pipelined with their COMMIT: psycopg #685 (measured: 2,300 events of
 # ~0.7 KB hung in COMMIT; a Lambda batch of 10 is ~10 KB).
 _PIPELINED_BYTES = 64 * 1024
+# A batch of up to this many rows goes in as one JSON document (orjson's, which the server
+# turns into rows): psycopg builds binary arrays in Python, which for a Lambda batch of 10
+# cost more client CPU than everything else of the append. Past about 25 rows the server's
+# JSON parsing costs more than the arrays save (measured on 10, 25, 50, 100 and 1,000 rows).
+JSON_ROWS = 25
+_NAMES = ", ".join(f'"{name}"' for name in EVENT_COLUMNS)
+_INSERT_JSON = (
+    f"INSERT INTO events ({_NAMES})"
+    f" SELECT {_NAMES} FROM json_populate_recordset(NULL::events, %s::json)"
+)
 
 
 # The columns known only under the lock; every other one is dumped before it is requested.
@@ -105,6 +118,18 @@ def _dumped_columns(driver: "psycopg.Connection[Any]", rows: Sequence[PendingRow
     return dumped
 
 
+def _insert(stored: Sequence[StoredEvent], dumped: Sequence[Any] | None) -> tuple[str, Any]:
+    """The INSERT of the sealed rows, and its parameters: up to JSON_ROWS rows as one JSON
+    document, more as one array per column (with the columns `dumped` before the lock,
+    when they were)."""
+    if len(stored) <= JSON_ROWS:
+        document = orjson.dumps([dict(zip(EVENT_COLUMNS, s.values(), strict=True)) for s in stored])
+        return _INSERT_JSON, (document.decode(),)
+    if dumped is not None:
+        return unnest_insert(events, upsert=False), _insert_parameters(stored, dumped)
+    return unnest_insert(events, upsert=False), column_arrays([s.values() for s in stored])
+
+
 def _insert_parameters(stored: Sequence[StoredEvent], dumped: Sequence[Any]) -> list[Any]:
     """The INSERT's parameters: the sealed columns now, the others as dumped before."""
     sealed = {
@@ -133,7 +158,9 @@ def append_pipelined(
         driver: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
         try:
             driver.adapters.register_dumper(_Dumped, _DumpedDumper)
-            dumped = _dumped_columns(driver, list(unique.values()))
+            dumped = (
+                _dumped_columns(driver, list(unique.values())) if len(unique) > JSON_ROWS else None
+            )
             with driver.pipeline():
                 driver.execute(_SET_TIMEOUTS, database_timeouts())
                 if ids_under_lock:
@@ -151,16 +178,13 @@ def append_pipelined(
                 driver.rollback()
                 return [], known
             stored = seal_all(fresh, head, head_hash, datetime.now(UTC))
-            if len(fresh) == len(unique):  # the common case: nothing was known
-                arrays: Sequence[Any] = _insert_parameters(stored, dumped)
-            else:
-                arrays = column_arrays([s.values() for s in stored])
+            insert, parameters = _insert(stored, dumped if len(fresh) == len(unique) else None)
             if sum(len(row.record_json) for row in fresh) < _PIPELINED_BYTES:
                 with driver.pipeline():
-                    driver.execute(unnest_insert(events, upsert=False), arrays)
+                    driver.execute(insert, parameters)
                     driver.commit()
             else:  # one round trip more, rather than a pipeline that can hang (see above)
-                driver.execute(unnest_insert(events, upsert=False), arrays)
+                driver.execute(insert, parameters)
                 driver.commit()
             if LockHolds.enabled:
                 LockHolds.seconds.append(time.perf_counter() - locked_at)

@@ -21,6 +21,7 @@ from eventstore.projections.catalog import ObjectCatalogProjection, catalog_entr
 from eventstore.projections.runner import ProjectionRunner
 from eventstore.store.base import EventQuery, HistoryCursor
 from eventstore.store.database import create_engine
+from eventstore.store.pg_append import JSON_ROWS
 from eventstore.store.schema import events as events_table
 from eventstore.store.schema import object_catalog, projection_checkpoints, projection_metadata
 from eventstore.store.sql import SqlEventStore
@@ -145,16 +146,25 @@ def test_a_stored_event_reads_back_exactly_as_appended(store: SqlEventStore) -> 
     assert read.event.causation_id == "msg-1"
 
 
-def test_a_batch_of_mixed_rows_reads_back_column_for_column(store: SqlEventStore) -> None:
+# A batch of up to JSON_ROWS rows goes into PostgreSQL as one JSON document, a larger one as
+# arrays: both must store every value exactly.
+@pytest.mark.parametrize("count", [12, JSON_ROWS + 15])
+def test_a_batch_of_mixed_rows_reads_back_column_for_column(
+    store: SqlEventStore, count: int
+) -> None:
     # Given rows whose columns mix types, sizes and NULLs (small sizes fit a smallint, one
-    # passes 32 bits, one has none; versions and principals here and there; no correlation)
+    # passes 32 bits, one the largest S3 could name, one has none; versions and principals
+    # here and there; times with and without microseconds; text JSON must escape)
+    awkward = ['q"uote', "back\\slash", "line\u2028sep", "tab\tnul-free\x01", "emoji \U0001f600"]
     records = [
         s3_record(
-            "b", f"mixed/{i}-ü.txt", when=T0 + timedelta(seconds=i), sequencer=f"{i + 1:018X}",
-            version_id=f"v{i}" if i % 2 else None, size=[0, 7, 2**33, None][i % 4],
-            principal=None if i % 3 else f"AWS:P{i}",
+            "b", f"mixed/{i}-ü {awkward[i % 5]}.txt",
+            when=T0 + timedelta(seconds=i, microseconds=i % 2 * 250_001),
+            sequencer=f"{i + 1:018X}", version_id=f"v{i}" if i % 2 else None,
+            size=[0, 7, 2**33, None, 2**63 - 1][i % 5],
+            principal=None if i % 3 else f"AWS:P{i} {awkward[i % 5]}",
         )
-        for i in range(12)
+        for i in range(count)
     ]  # fmt: skip
     # When they are appended in one batch
     stored = store.append(new_events(records)).stored
