@@ -4,6 +4,9 @@ The index is folded from the log alone: every `Reactor:Produced` outcome that ca
 text of its output (`details.text`, as extract-text records it, at most
 MAX_INDEXED_CHARS) is one document, keyed by the output's bucket and key; a newer output of
 the same key replaces the older document. So it rebuilds like any projection, without S3.
+A search leaves out the documents whose objects the object catalog shows as deleted (by a
+delete, a delete marker or a lifecycle expiration), so a delete needs no rebuild and a delete
+that reached the log before the outcome it undoes still counts.
 
 One table holds the documents on both backends. The index beside it is a companion (what
 a SQLAlchemy Table cannot declare), created, dropped and swapped in with the table:
@@ -35,7 +38,13 @@ from eventstore.projections.base import Companion, Fold, Projection, ProjectionC
 from eventstore.reactors.outcomes import OutcomeKind, read_outcome
 from eventstore.store.base import prefix_upper_bound
 from eventstore.store.bulk import write_rows
-from eventstore.store.schema import KeyText, Position, UTCDateTime, projection_metadata
+from eventstore.store.schema import (
+    KeyText,
+    Position,
+    UTCDateTime,
+    object_catalog,
+    projection_metadata,
+)
 
 TABLE = "search_index"
 TS_CONFIG = "simple"  # PostgreSQL's text search configuration: no language, no stemming
@@ -235,6 +244,10 @@ def search(
             statement = _sqlite_query(documents, pieces)
         else:
             statement = _postgres_query(documents, pieces)
+        if sa.inspect(connection).has_table(object_catalog.name):
+            # An extracted object deleted since (or hidden by a delete marker) is no hit: the
+            # catalog knows, in S3's order, whatever order the log got the events in.
+            statement = statement.where(~_deleted(documents))
         if prefix:
             statement = statement.where(
                 sa.or_(_starts_with(documents.c.key, prefix),
@@ -245,6 +258,14 @@ def search(
         statement = statement.order_by(score.desc(), documents.c.bucket, documents.c.key)
         rows = connection.execute(statement.limit(limit)).all()
     return [_hit(row) for row in rows]
+
+
+def _deleted(documents: sa.Table) -> sa.Exists:
+    """Whether the object catalog shows the document's object as deleted now."""
+    catalog = object_catalog
+    return sa.exists().where(
+        catalog.c.bucket == documents.c.bucket, catalog.c.key == documents.c.key, catalog.c.deleted
+    )
 
 
 def _hit(row: sa.Row[Any]) -> SearchHit:

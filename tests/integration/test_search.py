@@ -16,6 +16,7 @@ from eventstore.reactors.builtin import CsvToJsonReactor, ExtractTextReactor
 from eventstore.reactors.runner import ReactorRunner
 from eventstore.store.sql import SqlEventStore
 from eventstore.wiring import EventStore, event_store_on
+from tests.notification_factory import new_events, s3_record, sequencer_of
 from tests.reactor_fakes import InMemoryMessages, InMemoryObjectStore
 from tests.reactor_support import BUCKET, uploaded
 
@@ -133,6 +134,37 @@ def test_a_newer_output_of_the_same_key_replaces_the_older_document(pipeline: Pi
     assert pipeline.keys("draft") == ["uploads/x.txt"]
     assert pipeline.keys("first") == []
     _assert_index_matches_documents(pipeline.log)
+
+
+@pytest.mark.parametrize(
+    "removal",
+    ["ObjectRemoved:DeleteMarkerCreated", "ObjectRemoved:Delete", "LifecycleExpiration:Delete"],
+)
+def test_a_deleted_extracted_object_is_no_longer_found_until_it_is_back(
+    pipeline: Pipeline, removal: str
+) -> None:
+    (hit,) = pipeline.search("invoice")
+    output = (hit.bucket, hit.key)
+
+    def s3_event(name: str, sequencer: int, version: str | None) -> list[NewEvent]:
+        return new_events([
+            s3_record(*output, event_name=name, sequencer=sequencer_of(sequencer),
+                      version_id=version)
+        ])  # fmt: skip
+
+    # Given the extracted object's own S3 events: it was written, then removed
+    version = hit.version_id
+    pipeline.log.append(s3_event("ObjectCreated:Put", 1, version))
+    marker = removal.endswith("DeleteMarkerCreated")
+    pipeline.log.append(s3_event(removal, 2, "marker-1" if marker else version))
+    pipeline.store.catch_up()
+    # Then a search no longer finds it, and still finds the others
+    assert pipeline.keys("invoice") == []
+    assert sorted(pipeline.keys("apples")) == ["uploads/data/report.json", "uploads/notes/todo.txt"]
+    # And once the object is there again it is found again
+    pipeline.log.append(s3_event("ObjectCreated:Put", 3, "v-again" if version else None))
+    pipeline.store.catch_up()
+    assert pipeline.keys("invoice") == ["uploads/invoices/march.txt"]
 
 
 def test_a_rebuild_gives_the_same_answers_and_the_index_keeps_working(
