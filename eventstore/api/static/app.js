@@ -106,6 +106,7 @@ async function showObject(bucket, key) {
 async function moreEvents() {
   const object = shown;
   const body = $("timeline-events").tBodies[0];
+  $("more-events").disabled = true;  // one page at a time: a second click would read it twice
   try {
     const history = await api("history", { bucket: object.bucket, key: object.key,
       cursor: object.cursor });
@@ -118,6 +119,7 @@ async function moreEvents() {
         e.principal_id, e.source], kind(e.event_name) === "removed" ? "deleted" : ""));
     }
   } catch (error) { fail($("timeline"), error); }
+  $("more-events").disabled = false;
   $("more-events").hidden = !object.cursor;
 }
 
