@@ -150,21 +150,38 @@ def _handling_lines(handling: Handling, level: int) -> Iterator[str]:
             f"{pad}{INDENT}failed attempt {failure.attempt} at {format_time(failure.at)}: "
             f"{_text(failure.reason)}"
         )
+        for left in failure.partial_outputs:  # written before it failed, still in S3
+            yield f"{pad}{INDENT * 2}left behind " + _object_text(
+                str(left.get("bucket")), str(left.get("key")), left.get("versionId"),
+                left.get("eTag"), left.get("size"),
+            )  # fmt: skip
+        more = failure.partial_output_count - len(failure.partial_outputs)
+        if more > 0:
+            yield f"{pad}{INDENT * 2}… and {more} more left behind"
     for output in handling.outputs:
         produced = output.produced
-        line = f"{pad}{INDENT}produced {_uri(produced.bucket, produced.key)}"
-        if produced.version_id:
-            line += f"  version {_text(produced.version_id)}"
-        if produced.etag:
-            line += f"  etag {_text(produced.etag)}"
-        if produced.size is not None:
-            line += f"  size {produced.size}"
+        line = f"{pad}{INDENT}produced " + _object_text(
+            produced.bucket, produced.key, produced.version_id, produced.etag, produced.size
+        )
         if output.truncated:
             yield f"{line}  ({_TRUNCATED[output.truncated]})"
             continue
         yield line if output.seen else f"{line}  (not yet seen in the log)"
         for traced in output.events:
             yield from _event_lines(traced, level + 2)
+
+
+def _object_text(
+    bucket: str, key: str, version_id: str | None, etag: str | None, size: int | None
+) -> str:
+    line = _uri(bucket, key)
+    if version_id:
+        line += f"  version {_text(version_id)}"
+    if etag:
+        line += f"  etag {_text(etag)}"
+    if size is not None:
+        line += f"  size {size}"
+    return line
 
 
 def _origin_lines(origin: Origin, level: int, *, root: bool = False) -> Iterator[str]:

@@ -30,6 +30,7 @@ from eventstore.reactors.base import Output, SentMessage
 EVENT_SOURCE = "eventstore:reactor"
 PRINCIPAL_PREFIX = "reactor:"
 MAX_REASON_CHARS = 2000
+MAX_PARTIAL_OUTPUTS = 100  # a failed attempt's outputs recorded (their count always is)
 
 
 class OutcomeKind(StrEnum):
@@ -129,13 +130,9 @@ def succeeded(
         latest[(output.bucket, output.key)] = output
     for (bucket, key), output in latest.items():
         extra = dict((output_details or {}).get((bucket, key), {}))
-        record: dict[str, Any] = {
-            "output": {
-                "bucket": bucket, "key": key, "versionId": output.version_id,
-                "eTag": output.etag, "size": output.size,
-            },
-            **({"details": extra} if extra else {}),
-        }  # fmt: skip
+        record: dict[str, Any] = {"output": _output(output)}
+        if extra:
+            record["details"] = extra
         events.append(
             _outcome(
                 OutcomeKind.PRODUCED,
@@ -177,6 +174,13 @@ def succeeded(
     return events
 
 
+def _output(output: Output) -> dict[str, Any]:
+    return {
+        "bucket": output.bucket, "key": output.key, "versionId": output.version_id,
+        "eTag": output.etag, "size": output.size,
+    }  # fmt: skip
+
+
 def failed(
     reactor: str,
     version: int,
@@ -188,15 +192,20 @@ def failed(
     attempt: int,
     duration_ms: float,
     request_id: str | None = None,
+    partial: Sequence[Output] = (),
 ) -> NewEvent:
     """The outcome event of one failed attempt; `delivery` names the attempt's origin (an
-    SQS message id, or a `reactors run` id)."""
+    SQS message id, or a `reactors run` id). `partial`: what the attempt wrote before it
+    failed, left in S3 (the first MAX_PARTIAL_OUTPUTS, and how many there were)."""
     record: dict[str, Any] = {
         "reason": reason[:MAX_REASON_CHARS],
         "attempt": attempt,
         "delivery": delivery,
         "durationMs": round(duration_ms, 3),
     }
+    if partial:
+        record["partialOutputs"] = [_output(o) for o in partial[:MAX_PARTIAL_OUTPUTS]]
+        record["partialOutputCount"] = len(partial)
     return _outcome(
         OutcomeKind.FAILED, failed_id(reactor, version, cause.event_id, delivery, attempt),
         cause, record, reactor=reactor, version=version, at=at, bucket=cause.bucket, key=cause.key,
@@ -228,6 +237,10 @@ class RecordedOutcome:
     reason: str | None
     details: Mapping[str, Any]
     messages: tuple[Mapping[str, str], ...]
+    # A failed attempt's outputs left in S3 (as recorded: bucket, key, versionId, eTag, size;
+    # the first MAX_PARTIAL_OUTPUTS of partial_output_count).
+    partial_outputs: tuple[Mapping[str, Any], ...] = ()
+    partial_output_count: int = 0
 
 
 def read_outcome(stored: StoredEvent) -> RecordedOutcome:
@@ -245,4 +258,6 @@ def read_outcome(stored: StoredEvent) -> RecordedOutcome:
         size=event.size, duration_ms=record.get("durationMs"), attempt=record.get("attempt"),
         reason=record.get("reason"), details=record.get("details") or {},
         messages=tuple(record.get("messages") or ()),
+        partial_outputs=tuple(record.get("partialOutputs") or ()),
+        partial_output_count=int(record.get("partialOutputCount") or 0),
     )  # fmt: skip

@@ -102,6 +102,7 @@ class ReactorRunner:
             failure = outcomes.failed(
                 reactor.name, reactor.version, cause, at=self._clock(), reason=reason,
                 delivery=delivery, attempt=attempt, duration_ms=duration, request_id=request_id,
+                partial=io.outputs,
             )  # fmt: skip
             return Reaction(cause, (failure,), reason)
         duration = (time.perf_counter() - started) * 1000

@@ -13,7 +13,7 @@ one ETag, so there each write matches every such output: S3 records nothing fine
 """
 
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
+from eventstore.core import jsontext
 from eventstore.core.events import EVENT_COLUMNS, NewEvent, Source, StoredEvent
 from eventstore.core.ordering import sort_events_of_one_key
 from eventstore.core.timeutil import format_time
@@ -65,6 +66,10 @@ class OutcomeRow:
     duration_ms: float | None
     attempt: int | None
     reason: str | None
+    # A failed attempt's outputs left in S3, from its record in the log (the projection keeps
+    # no copy): bucket, key, versionId, eTag, size; the first of partial_output_count.
+    partial_outputs: tuple[Mapping[str, Any], ...] = ()
+    partial_output_count: int = 0
 
 
 def is_output_event(produced: OutcomeRow, event: NewEvent) -> bool:
@@ -206,6 +211,24 @@ class LineageQueries:
                 )
                 for row in self.connection.execute(statement):
                     found[row.cause_event_id].append(_outcome_row(row))
+        failed = [
+            r.position for rows in found.values() for r in rows if r.kind is OutcomeKind.FAILED
+        ]
+        partial = self._partial_outputs(failed)
+        if partial:
+            for rows in found.values():
+                rows[:] = [_with_partial(r, partial.get(r.position)) for r in rows]
+        return found
+
+    def _partial_outputs(self, positions: Collection[int]) -> dict[int, Mapping[str, Any]]:
+        """The records of the failed attempts at `positions` that left outputs behind."""
+        found: dict[int, Mapping[str, Any]] = {}
+        for chunk in _chunks(positions):
+            statement = sa.select(events.c.position, events.c.record).where(
+                events.c.position.in_(chunk), events.c.record.contains('"partialOutputs"')
+            )
+            for position, text in self.connection.execute(statement):
+                found[position] = jsontext.loads(text)
         return found
 
     def produced_as(self, objects: Collection[Object]) -> dict[Object, list[OutcomeRow]]:
@@ -223,6 +246,14 @@ class LineageQueries:
                 for row in self.connection.execute(statement):
                     found[(row.bucket, row.key)].append(_outcome_row(row))
         return found
+
+
+def _with_partial(row: OutcomeRow, record: Mapping[str, Any] | None) -> OutcomeRow:
+    if not record:
+        return row
+    outputs = tuple(record.get("partialOutputs") or ())
+    count = int(record.get("partialOutputCount") or len(outputs))
+    return replace(row, partial_outputs=outputs, partial_output_count=count)
 
 
 def _outcome_row(row: sa.Row[Any]) -> OutcomeRow:
@@ -493,6 +524,26 @@ def _event_document(traced: TracedEvent) -> dict[str, Any]:
     }
 
 
+def _failure_document(failure: OutcomeRow) -> dict[str, Any]:
+    return {
+        "at": format_time(failure.at),
+        "attempt": failure.attempt,
+        "reason": failure.reason,
+        # what the attempt wrote before it failed, left in S3
+        "partial_outputs": [
+            {
+                "bucket": o.get("bucket"),
+                "key": o.get("key"),
+                "version_id": o.get("versionId"),
+                "etag": o.get("eTag"),
+                "size": o.get("size"),
+            }
+            for o in failure.partial_outputs
+        ],
+        "partial_output_count": failure.partial_output_count,
+    }
+
+
 def _handling_document(handling: Handling) -> dict[str, Any]:
     processed = handling.processed
     return {
@@ -502,10 +553,7 @@ def _handling_document(handling: Handling) -> dict[str, Any]:
         "processed": None
         if processed is None
         else {"at": format_time(processed.at), "duration_ms": processed.duration_ms},
-        "failures": [
-            {"at": format_time(f.at), "attempt": f.attempt, "reason": f.reason}
-            for f in handling.failures
-        ],
+        "failures": [_failure_document(f) for f in handling.failures],
         "outputs": [
             {
                 **_output_fields(o.produced),

@@ -240,16 +240,69 @@ def test_a_failed_event_shows_each_attempt_and_its_reason(
 
     (handling,) = doc["events"][0]["reactors"]
     assert (handling["status"], handling["processed"], handling["outputs"]) == ("failed", None, [])
+    nothing_left = {"partial_outputs": [], "partial_output_count": 0}
     assert handling["failures"] == [
-        {"at": "2026-03-01T12:00:02.000Z", "attempt": 1, "reason": "ReactorError: empty file"},
-        {"at": "2026-03-01T12:00:03.000Z", "attempt": 2, "reason": "ReactorError: empty file"},
-    ]
+        {"at": "2026-03-01T12:00:02.000Z", "attempt": 1, "reason": "ReactorError: empty file",
+         **nothing_left},
+        {"at": "2026-03-01T12:00:03.000Z", "attempt": 2, "reason": "ReactorError: empty file",
+         **nothing_left},
+    ]  # fmt: skip
     assert code == 0
     assert table.splitlines()[4:] == [
         "    test-csv-lines v1: FAILED (2 attempt(s), not processed)",
         "      failed attempt 1 at 2026-03-01T12:00:02.000Z: ReactorError: empty file",
         "      failed attempt 2 at 2026-03-01T12:00:03.000Z: ReactorError: empty file",
     ]
+
+
+class SplitThenFail(Reactor):
+    """Writes a part per row, and fails on a row without a quantity: the parts written
+    before it stay in S3."""
+
+    name = "test-split"
+    version = 1
+    wants: ClassVar[EventFilter] = EventFilter(prefix="uploads/", suffixes=(".csv",))
+
+    def react(self, event: NewEvent, io_: ReactorIO) -> None:
+        with io_.open_input() as body:
+            rows = body.read().decode().splitlines()[1:]
+        for number, row in enumerate(rows, start=1):
+            name, quantity = row.split(",")
+            if not quantity:
+                raise ValueError(f"row {number} has no quantity")
+            io_.write_object(event.bucket, f"parts/{name}.txt", quantity.encode())
+
+
+def test_a_failed_attempt_records_the_outputs_it_left_behind(
+    capsys: pytest.CaptureFixture[str], backend_url: str, backend_log: SqlEventStore
+) -> None:
+    # Given an attempt that wrote two objects, then failed
+    pipeline = Pipeline(backend_log)
+    upload = pipeline.upload("uploads/parts.csv", b"name,qty\napple,3\npear,5\nplum,\n")
+    reaction = pipeline.react(SplitThenFail(), upload)
+    assert reaction.error == "ValueError: row 3 has no quantity"
+    caught_up(backend_log)
+    (failure,) = reaction.outcomes
+    # Then its outcome in the log names them, as S3 reported them
+    left = failure.record["partialOutputs"]
+    assert [(o["bucket"], o["key"]) for o in left] == [
+        (BUCKET, "parts/apple.txt"), (BUCKET, "parts/pear.txt"),
+    ]  # fmt: skip
+    assert all(o["versionId"] and o["eTag"] and o["size"] == 1 for o in left)
+    assert failure.record["partialOutputCount"] == 2
+    # and a trace of the upload shows them under the failed attempt
+    doc = trace_json(capsys, backend_url, f"s3://{BUCKET}/uploads/parts.csv")
+    (handling,) = doc["events"][0]["reactors"]
+    (shown,) = handling["failures"]
+    assert [(o["key"], o["version_id"], o["size"]) for o in shown["partial_outputs"]] == [
+        (o["key"], o["versionId"], 1) for o in left
+    ]
+    assert shown["partial_output_count"] == 2
+    _, table, _ = run_trace(capsys, backend_url, f"s3://{BUCKET}/uploads/parts.csv")
+    lines = table.splitlines()
+    at = lines.index(next(line for line in lines if "failed attempt 1" in line))
+    assert lines[at + 1].startswith(f"        left behind s3://{BUCKET}/parts/apple.txt  version ")
+    assert lines[at + 2].startswith(f"        left behind s3://{BUCKET}/parts/pear.txt  version ")
 
 
 def test_an_event_no_reactor_handled_says_so_and_version_selects_one_version(
