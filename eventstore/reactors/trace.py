@@ -21,13 +21,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
-from eventstore.core import jsontext
 from eventstore.core.events import EVENT_COLUMNS, NewEvent, Source, StoredEvent
 from eventstore.core.ordering import sort_events_of_one_key
 from eventstore.core.timeutil import format_time
 from eventstore.output import event_row
 from eventstore.projections.reactor_outcomes import reactor_outcomes
-from eventstore.reactors.outcomes import OutcomeKind
+from eventstore.reactors.outcomes import OutcomeKind, RecordedOutcome, read_outcome
 from eventstore.store.schema import events
 from eventstore.store.sql import SqlEventStore
 
@@ -220,15 +219,16 @@ class LineageQueries:
                 rows[:] = [_with_partial(r, partial.get(r.position)) for r in rows]
         return found
 
-    def _partial_outputs(self, positions: Collection[int]) -> dict[int, Mapping[str, Any]]:
-        """The records of the failed attempts at `positions` that left outputs behind."""
-        found: dict[int, Mapping[str, Any]] = {}
+    def _partial_outputs(self, positions: Collection[int]) -> dict[int, RecordedOutcome]:
+        """The failed attempts at `positions` that left outputs behind, as the log records
+        them."""
+        found: dict[int, RecordedOutcome] = {}
         for chunk in _chunks(positions):
-            statement = sa.select(events.c.position, events.c.record).where(
+            statement = sa.select(*_EVENT_COLUMNS).where(
                 events.c.position.in_(chunk), events.c.record.contains('"partialOutputs"')
             )
-            for position, text in self.connection.execute(statement):
-                found[position] = jsontext.loads(text)
+            for row in self.connection.execute(statement):
+                found[row.position] = read_outcome(StoredEvent.of_values(row))
         return found
 
     def produced_as(self, objects: Collection[Object]) -> dict[Object, list[OutcomeRow]]:
@@ -248,12 +248,14 @@ class LineageQueries:
         return found
 
 
-def _with_partial(row: OutcomeRow, record: Mapping[str, Any] | None) -> OutcomeRow:
-    if not record:
+def _with_partial(row: OutcomeRow, recorded: RecordedOutcome | None) -> OutcomeRow:
+    if recorded is None:
         return row
-    outputs = tuple(record.get("partialOutputs") or ())
-    count = int(record.get("partialOutputCount") or len(outputs))
-    return replace(row, partial_outputs=outputs, partial_output_count=count)
+    return replace(
+        row,
+        partial_outputs=recorded.partial_outputs,
+        partial_output_count=recorded.partial_output_count,
+    )
 
 
 def _outcome_row(row: sa.Row[Any]) -> OutcomeRow:
